@@ -1,0 +1,5 @@
+import sys
+
+from glassbox.cli import main
+
+sys.exit(main())

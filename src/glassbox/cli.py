@@ -1,0 +1,233 @@
+"""`glassbox train | sample | eval`: a thin command line over the Python API.
+
+Every model and train config field is a flag (`--n-layer 6`, `--no-bias`), typed from the
+dataclass, so a typo or a wrong type is an argparse error rather than a silent default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import MISSING, fields
+from typing import Any
+
+from glassbox.config import (
+    ACTIVATIONS,
+    ATTENTION_IMPLS,
+    POS_ENCODINGS,
+    PRESETS,
+    ModelConfig,
+    TrainConfig,
+    from_preset,
+)
+from glassbox.errors import GlassboxError
+
+CHOICES = {"pos_encoding": POS_ENCODINGS, "attention": ATTENTION_IMPLS, "activation": ACTIVATIONS}
+NOT_FLAGS = {"vocab_size"}  # set from the tokenizer, never by hand
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> list[str]:
+    """One flag per config field; returns the field names, which are also the dests."""
+    names = []
+    for cls, title in ((ModelConfig, "model"), (TrainConfig, "training")):
+        group = parser.add_argument_group(f"{title} settings (default: the preset's)")
+        for f in fields(cls):
+            if f.name in NOT_FLAGS:
+                continue
+            names.append(f.name)
+            default = f.default if f.default is not MISSING else None
+            aliases = [_flag(f.name)] + (["--run"] if f.name == "run_dir" else [])
+            if f.type == "bool":
+                group.add_argument(
+                    *aliases,
+                    dest=f.name,
+                    default=None,
+                    action=argparse.BooleanOptionalAction,
+                    help=f"(char-small: {default})",
+                )
+            else:
+                kind = {"int": int, "float": float, "str": str}[str(f.type)]
+                group.add_argument(
+                    *aliases,
+                    dest=f.name,
+                    type=kind,
+                    default=None,
+                    choices=CHOICES.get(f.name),
+                    metavar=f.name.upper(),
+                    help=f"(char-small: {default})",
+                )
+    return names
+
+
+def _given(args: argparse.Namespace, names: list[str]) -> dict[str, Any]:
+    return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+
+
+def cmd_train(args: argparse.Namespace, names: list[str]) -> int:
+    from glassbox.train.trainer import resume, train
+
+    changes = _given(args, names)
+    progress = not args.no_progress
+    if args.resume:
+        run_dir = changes.pop("run_dir", None)
+        if run_dir is None:
+            raise GlassboxError("--resume needs --run DIR: the run to continue")
+        result = resume(run_dir, progress=progress, **changes)
+    else:
+        model_config, train_config = from_preset(args.preset, **changes)
+        result = train(model_config, train_config, overwrite=args.overwrite, progress=progress)
+    print(
+        f"done: {result.step} iterations, val loss {result.val_loss:.4f} "
+        f"(best {result.best_val_loss:.4f}); run saved in {result.run_dir}"
+    )
+    print(f"sample from it: glassbox sample --run {result.run_dir}")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from glassbox.device import resolve_device
+    from glassbox.generate import generate_text
+    from glassbox.runs import load_model
+
+    model, tokenizer = load_model(args.run, args.checkpoint, resolve_device(args.device))
+    prompt = args.prompt
+    sys.stdout.write(prompt)
+    pieces = generate_text(
+        model,
+        tokenizer,
+        prompt,
+        args.max_new_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        seed=args.seed,
+    )
+    for piece in pieces:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from glassbox import runs
+    from glassbox.data import TokenDataset, load_text
+    from glassbox.device import resolve_device
+    from glassbox.train.evaluate import mean_loss
+
+    device = resolve_device(args.device)
+    model, tokenizer = runs.load_model(args.run, args.checkpoint, device)
+    T = model.config.block_size
+    if args.data is None:
+        dataset = TokenDataset(f"{args.run}/{runs.TOKENS}", tokenizer.vocab_size)
+        batches = dataset.windows(args.split, T, args.batch_size)
+        source = f"{args.split} split of the run's corpus"
+    else:
+        ids = np.asarray(tokenizer.encode(load_text(args.data)), dtype=np.int64)
+        if len(ids) < T + 1:
+            raise GlassboxError(f"{args.data} has {len(ids)} tokens; eval needs {T + 1}")
+        n = (len(ids) - 1) // T
+        x = torch.from_numpy(ids[: n * T].reshape(n, T))  # (N, T)
+        y = torch.from_numpy(ids[1 : n * T + 1].reshape(n, T))  # (N, T)
+        batches = zip(x.split(args.batch_size), y.split(args.batch_size), strict=True)
+        source = args.data
+    with torch.inference_mode():
+        result = {"run": args.run, "data": source, **mean_loss(model, batches, device)}
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(
+            f"{source}: loss {result['loss']:.4f}, perplexity {result['perplexity']:.3f} "
+            f"over {result['tokens']:,} tokens"
+        )
+    return 0
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, list[str]]:
+    parser = argparse.ArgumentParser(
+        prog="glassbox", description="Train, sample and evaluate transformers built from scratch."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "train",
+        help="train a character-level GPT",
+        description="Train a GPT. Without flags: the char-small preset on the "
+        "embedded default corpus, saved in runs/default.",
+    )
+    p.add_argument(
+        "--preset",
+        default="char-small",
+        choices=list(PRESETS),
+        help="starting configuration; "
+        + "; ".join(f"{k}: {v.description}" for k, v in PRESETS.items()),
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run in --run from its last checkpoint"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    names = _add_config_flags(p)
+
+    def run_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--run", default="runs/default", help="run directory (runs/default)")
+        p.add_argument(
+            "--checkpoint",
+            default="best",
+            choices=["best", "last"],
+            help="best-validation weights or the latest ones (best)",
+        )
+        p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
+
+    p = sub.add_parser("sample", help="generate text from a trained run")
+    run_options(p)
+    p.add_argument("--prompt", default="\n", help="text to continue (a newline)")
+    p.add_argument("--max-new-tokens", type=int, default=500)
+    p.add_argument("--temperature", type=float, default=0.8, help="0 means greedy (0.8)")
+    p.add_argument("--top-k", type=int, default=None, help="keep the K most likely tokens")
+    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold")
+    p.add_argument("--seed", type=int, default=None, help="make the draw repeatable")
+
+    p = sub.add_parser("eval", help="loss and perplexity of a run on a dataset")
+    run_options(p)
+    p.add_argument(
+        "--data", default=None, help="default | shakespeare | PATH (the run's own split if omitted)"
+    )
+    p.add_argument(
+        "--split",
+        default="val",
+        choices=["train", "val"],
+        help="which split of the run's corpus, when --data is omitted (val)",
+    )
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser, names
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser, names = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "train":
+            return cmd_train(args, names)
+        if args.command == "sample":
+            return cmd_sample(args)
+        return cmd_eval(args)
+    except GlassboxError as err:
+        print(f"glassbox: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nglassbox: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

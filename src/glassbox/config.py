@@ -1,0 +1,219 @@
+"""Typed configuration: the model's shape, the training recipe, and named presets.
+
+Configs are dataclasses validated when they are built, so a bad value fails at once with
+a sentence instead of deep inside a forward pass. Every run saves both configs as JSON,
+and `override` is the one place where a name typed by a user becomes a field (the CLI
+flags and the Python keyword arguments both go through it, so a typo is always an error).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
+
+from glassbox.errors import GlassboxError
+
+POS_ENCODINGS = ("learned", "sinusoidal")
+ATTENTION_IMPLS = ("sdpa", "manual")
+ACTIVATIONS = ("gelu", "gelu_tanh", "relu")
+
+
+class ConfigError(GlassboxError, ValueError):
+    """A configuration value a model or trainer cannot use; the message says which and why."""
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+@dataclass
+class ModelConfig:
+    """The shape of a decoder-only GPT.
+
+    Glossary used in shape comments everywhere: B batch, T time (sequence position),
+    C = n_embd (residual stream width), H = n_head, D = d_head = C // H, V = vocab_size.
+    """
+
+    vocab_size: int = 65
+    block_size: int = 64  # longest context the model is trained on (and positions it knows)
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    dropout: float = 0.0
+    bias: bool = False  # biases in Linear and LayerNorm layers
+    pos_encoding: str = "learned"  # learned | sinusoidal
+    attention: str = "sdpa"  # sdpa (F.scaled_dot_product_attention) | manual (readable maths)
+    mlp_ratio: int = 4  # hidden width of the MLP is mlp_ratio * n_embd
+    activation: str = "gelu"  # gelu (exact, erf) | gelu_tanh (GPT-2's approximation) | relu
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "mlp_ratio"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer; got {value!r}")
+        if self.n_embd % self.n_head != 0:
+            raise ConfigError(
+                f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}) "
+                "so that every head gets d_head = n_embd // n_head dimensions"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1); got {self.dropout}")
+        _check_choice("pos_encoding", self.pos_encoding, POS_ENCODINGS)
+        _check_choice("attention", self.attention, ATTENTION_IMPLS)
+        _check_choice("activation", self.activation, ACTIVATIONS)
+
+    @property
+    def d_head(self) -> int:
+        return self.n_embd // self.n_head
+
+
+@dataclass
+class TrainConfig:
+    """How to train: data, optimizer, schedule, evaluation, and where the run lives."""
+
+    data: str = "default"  # default (embedded corpus) | shakespeare | path to a UTF-8 file
+    run_dir: str = "runs/default"  # where config, tokens, checkpoints and metrics go
+    batch_size: int = 12
+    grad_accum: int = 1  # micro-batches per optimizer step
+    max_iters: int = 2000
+    lr: float = 1e-3  # peak learning rate, reached after warmup
+    min_lr: float = 1e-4  # floor of the cosine decay
+    warmup_iters: int = 100
+    lr_decay_iters: int = 2000  # cosine reaches min_lr here and stays there
+    weight_decay: float = (
+        0.1  # on matrices (incl. embeddings) only; biases and norm gains are exempt
+    )
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
+    eval_interval: int = 250
+    eval_iters: int = 20
+    seed: int = 1337
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    compile: bool = False
+    threads: int = 0  # CPU threads for torch; 0 leaves torch's default
+
+    def __post_init__(self) -> None:
+        positive = ("batch_size", "grad_accum", "max_iters", "eval_interval", "eval_iters")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer; got {value!r}")
+        for name in ("warmup_iters", "lr_decay_iters", "threads"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0; got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be positive; got {self.lr}")
+        if not 0 <= self.min_lr <= self.lr:
+            raise ConfigError(f"min_lr must be in [0, lr]; got {self.min_lr} with lr {self.lr}")
+        if self.weight_decay < 0 or self.grad_clip < 0:
+            raise ConfigError("weight_decay and grad_clip must be >= 0")
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be in [0, 1); got {getattr(self, name)}")
+
+
+@dataclass
+class Preset:
+    """A named starting point: model fields and train fields that differ from the defaults."""
+
+    description: str
+    model: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+
+
+PRESETS: dict[str, Preset] = {
+    # Exactly the configuration of benchmarks/train_char.py and nanoGPT's CPU recipe for
+    # shakespeare_char; the dataclass defaults above are this preset.
+    "char-small": Preset("4 layers, 4 heads, 128 wide, context 64; 2000 iterations (~2 min CPU)"),
+    "char-tiny": Preset(
+        "2 layers, 32 wide, context 32; 200 iterations: a seconds-long smoke run",
+        model={"n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 32},
+        train={"max_iters": 200, "lr_decay_iters": 200, "warmup_iters": 20, "eval_interval": 50},
+    ),
+    "char-medium": Preset(
+        "6 layers, 6 heads, 384 wide, context 256, dropout 0.2: nanoGPT's GPU shakespeare_char",
+        model={"n_layer": 6, "n_head": 6, "n_embd": 384, "block_size": 256, "dropout": 0.2},
+        train={"batch_size": 64, "max_iters": 5000, "lr_decay_iters": 5000, "eval_iters": 200},
+    ),
+}
+
+C = TypeVar("C", ModelConfig, TrainConfig)
+
+
+def _coerce(cls: type, name: str, value: Any) -> Any:
+    """Check (and for strings from a command line, convert) one value for a field."""
+    kind = {f.name: f.type for f in fields(cls)}[name]
+    # Annotations are strings under `from __future__ import annotations`.
+    expected = {"int": int, "float": float, "bool": bool, "str": str}[str(kind)]
+    if isinstance(value, str) and expected is not str:
+        try:
+            if expected is bool:
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError
+                return value.lower() in ("true", "1", "yes")
+            return expected(value)
+        except ValueError:
+            raise ConfigError(f"{name} expects {expected.__name__}; got {value!r}") from None
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise ConfigError(f"{name} expects {expected.__name__}; got {value!r}")
+    return value
+
+
+def override(config: C, changes: dict[str, Any]) -> C:
+    """A copy of `config` with `changes` applied, each checked against the field's type.
+
+    >>> override(ModelConfig(), {"n_layer": "6"}).n_layer
+    6
+    """
+    names = [f.name for f in fields(config)]
+    checked = {}
+    for name, value in changes.items():
+        if name not in names:
+            hint = difflib.get_close_matches(name, names, n=1)
+            extra = f"; did you mean {hint[0]!r}?" if hint else ""
+            raise ConfigError(f"unknown {type(config).__name__} key {name!r}{extra}")
+        checked[name] = _coerce(type(config), name, value)
+    return dataclasses.replace(config, **checked)
+
+
+def split_overrides(changes: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Route each key to the model or the train config; an unknown key is an error."""
+    model_keys = {f.name for f in fields(ModelConfig)}
+    train_keys = {f.name for f in fields(TrainConfig)}
+    model, train = {}, {}
+    for key, value in changes.items():
+        if key in model_keys:
+            model[key] = value
+        elif key in train_keys:
+            train[key] = value
+        else:
+            hint = difflib.get_close_matches(key, sorted(model_keys | train_keys), n=1)
+            extra = f"; did you mean {hint[0]!r}?" if hint else ""
+            raise ConfigError(f"unknown config key {key!r}{extra}")
+    return model, train
+
+
+def from_preset(name: str = "char-small", **changes: Any) -> tuple[ModelConfig, TrainConfig]:
+    """The model and train configs of preset `name`, with keyword overrides applied.
+
+    >>> model, train = from_preset("char-small", n_layer=2, max_iters=10)
+    >>> (model.n_layer, train.max_iters)
+    (2, 10)
+    """
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+    preset = PRESETS[name]
+    model_changes, train_changes = split_overrides(changes)
+    model = override(ModelConfig(), {**preset.model, **model_changes})
+    train = override(TrainConfig(), {**preset.train, **train_changes})
+    return model, train
+
+
+def to_dict(config: ModelConfig | TrainConfig) -> dict[str, Any]:
+    return dataclasses.asdict(config)

@@ -1,0 +1,16 @@
+"""The parts every glassbox model is assembled from."""
+
+from glassbox.nn.attention import CausalSelfAttention, manual_attention
+from glassbox.nn.block import Block
+from glassbox.nn.mlp import MLP
+from glassbox.nn.positional import LearnedPositions, SinusoidalPositions, make_positions
+
+__all__ = [
+    "MLP",
+    "Block",
+    "CausalSelfAttention",
+    "LearnedPositions",
+    "SinusoidalPositions",
+    "make_positions",
+    "manual_attention",
+]

@@ -1,0 +1,94 @@
+"""A run directory: what a training run writes, and how a trained model is loaded back.
+
+runs/NAME/
+  config.json              model and train configs (JSON)
+  tokenizer.json           the tokenizer (JSON)
+  tokens.bin               the corpus as token ids (numpy memmap)
+  checkpoint.safetensors   latest full state: weights, AdamW moments, RNG, step
+  best.safetensors         weights with the lowest validation loss so far
+  metrics.jsonl            one JSON object per training step and per evaluation
+  loss.png                 the loss curves, drawn when training ends
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from glassbox.config import ModelConfig, TrainConfig, override
+from glassbox.errors import GlassboxError
+from glassbox.models.gpt import GPT
+from glassbox.tokenizers import CharTokenizer, load_tokenizer
+from glassbox.train.checkpoint import atomic_write, load_model_state
+
+FORMAT = "glassbox-run"
+VERSION = 1
+CONFIG = "config.json"
+TOKENIZER = "tokenizer.json"
+TOKENS = "tokens.bin"
+CHECKPOINT = "checkpoint.safetensors"
+BEST = "best.safetensors"
+METRICS = "metrics.jsonl"
+PLOT = "loss.png"
+
+
+class RunError(GlassboxError):
+    """A run directory that is missing or incomplete."""
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    atomic_write(path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode())
+
+
+def save_config(run_dir: Path, model: ModelConfig, train: TrainConfig, **extra: Any) -> None:
+    data = {"format": FORMAT, "version": VERSION, "model": vars(model), "train": vars(train)}
+    write_json(Path(run_dir) / CONFIG, {**data, **extra})
+
+
+def read_config(run_dir: Path | str) -> dict[str, Any]:
+    path = Path(run_dir) / CONFIG
+    if not path.is_file():
+        raise RunError(f"{run_dir} is not a glassbox run (no {CONFIG}); train one first")
+    data = json.loads(path.read_text())
+    if data.get("format") != FORMAT or data.get("version") != VERSION:
+        raise RunError(f"{path} is not a version-{VERSION} glassbox run config")
+    return data
+
+
+def load_configs(run_dir: Path | str) -> tuple[ModelConfig, TrainConfig]:
+    data = read_config(run_dir)
+    return override(ModelConfig(), data["model"]), override(TrainConfig(), data["train"])
+
+
+def load_run_tokenizer(run_dir: Path | str) -> CharTokenizer:
+    path = Path(run_dir) / TOKENIZER
+    if not path.is_file():
+        raise RunError(f"{run_dir} has no {TOKENIZER}")
+    return load_tokenizer(json.loads(path.read_text(encoding="utf-8")))
+
+
+def checkpoint_path(run_dir: Path | str, which: str = "best") -> Path:
+    """`best` falls back to the latest checkpoint when no evaluation has happened yet."""
+    if which not in ("best", "last"):
+        raise RunError(f"checkpoint must be best or last; got {which!r}")
+    best, last = Path(run_dir) / BEST, Path(run_dir) / CHECKPOINT
+    if which == "best" and best.is_file():
+        return best
+    if last.is_file():
+        return last
+    raise RunError(f"{run_dir} has no checkpoint yet")
+
+
+def load_model(
+    run_dir: Path | str, which: str = "best", device: str = "cpu"
+) -> tuple[GPT, CharTokenizer]:
+    """The trained model (in eval mode) and its tokenizer.
+
+    >>> model, tokenizer = load_model("runs/default")  # doctest: +SKIP
+    """
+    model_config, _ = load_configs(run_dir)
+    tokenizer = load_run_tokenizer(run_dir)
+    model = GPT(model_config)
+    load_model_state(checkpoint_path(run_dir, which), model)
+    return model.to(device).eval(), tokenizer

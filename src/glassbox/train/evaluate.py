@@ -1,0 +1,58 @@
+"""Measuring loss: a quick random-batch estimate during training, a full pass for eval."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import Tensor
+
+from glassbox.data import TokenDataset
+from glassbox.device import autocast
+from glassbox.models.gpt import lm_loss
+
+
+@torch.no_grad()
+def estimate_loss(
+    forward: Callable[[Tensor], Tensor],
+    dataset: TokenDataset,
+    *,
+    batch_size: int,
+    block_size: int,
+    eval_iters: int,
+    seed: int,
+    device: str,
+) -> dict[str, float]:
+    """Mean loss over `eval_iters` random batches of each split.
+
+    The batches come from a generator seeded afresh on every call, so successive
+    evaluations of a run score the same windows and differ only by the model.
+    """
+    result = {}
+    for split in ("train", "val"):
+        generator = torch.Generator().manual_seed(seed)
+        total = 0.0
+        for _ in range(eval_iters):
+            x, y = dataset.batch(split, batch_size, block_size, generator)
+            x, y = x.to(device), y.to(device)
+            with autocast(device):
+                total += lm_loss(forward(x), y).item()
+        result[split] = total / eval_iters
+    return result
+
+
+@torch.no_grad()
+def mean_loss(
+    forward: Callable[[Tensor], Tensor], batches: Iterable[tuple[Tensor, Tensor]], device: str
+) -> dict[str, float]:
+    """Token-weighted mean loss and perplexity over every batch (a full pass over a split)."""
+    total, count = 0.0, 0
+    for x, y in batches:
+        x, y = x.to(device), y.to(device)
+        with autocast(device):
+            loss = lm_loss(forward(x), y)
+        total += loss.item() * y.numel()
+        count += y.numel()
+    loss = total / count
+    return {"loss": loss, "perplexity": math.exp(loss), "tokens": count}

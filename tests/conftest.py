@@ -1,0 +1,47 @@
+import pytest
+import torch
+
+from glassbox.config import from_preset
+
+TEXT = (
+    "First Citizen:\nBefore we proceed any further, hear me speak.\n\n"
+    "All:\nSpeak, speak.\n\nFirst Citizen:\nYou are all resolved rather to die than to famish?\n"
+) * 12
+
+
+@pytest.fixture(autouse=True)
+def _few_threads():
+    torch.set_num_threads(1)  # tests are small; threads only add contention on CI
+
+
+@pytest.fixture
+def text_file(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_text(TEXT, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def tiny_configs(tmp_path, text_file):
+    """A model and a run small enough to train in well under a second."""
+
+    def make(**changes):
+        settings = dict(
+            data=str(text_file),
+            run_dir=str(tmp_path / "run"),
+            n_layer=2,
+            n_head=2,
+            n_embd=16,
+            block_size=16,
+            batch_size=4,
+            max_iters=12,
+            warmup_iters=2,
+            lr_decay_iters=12,
+            eval_interval=4,
+            eval_iters=2,
+            device="cpu",
+        )
+        settings.update(changes)
+        return from_preset("char-small", **settings)
+
+    return make

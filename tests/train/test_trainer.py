@@ -1,0 +1,103 @@
+import json
+import math
+
+import pytest
+import torch
+
+from glassbox import runs
+from glassbox.data import DataError
+from glassbox.errors import GlassboxError
+from glassbox.train.trainer import TrainingDiverged, resume, train
+
+
+def train_rows(run_dir):
+    rows = [json.loads(line) for line in (run_dir / runs.METRICS).read_text().splitlines()]
+    return [(r["iter"], r["loss"]) for r in rows if r["kind"] == "train"], [
+        (r["iter"], r["val_loss"]) for r in rows if r["kind"] == "eval"
+    ]
+
+
+def test_a_run_writes_everything_needed_to_sample_and_resume(tiny_configs):
+    result = train(*tiny_configs(), progress=False)
+    run_dir = result.run_dir
+    for name in (
+        runs.CONFIG,
+        runs.TOKENIZER,
+        runs.TOKENS,
+        runs.CHECKPOINT,
+        runs.BEST,
+        runs.METRICS,
+        runs.PLOT,
+    ):
+        assert (run_dir / name).is_file(), name
+    assert (run_dir / runs.PLOT).read_bytes()[:4] == b"\x89PNG"
+    steps, evals = train_rows(run_dir)
+    assert [i for i, _ in steps] == list(range(12))
+    assert [i for i, _ in evals] == [0, 4, 8, 12]
+    assert evals[-1][1] < evals[0][1]  # it learned something
+    assert result.best_val_loss == min(v for _, v in evals)
+
+
+def test_resumed_run_matches_the_uninterrupted_one_exactly(tiny_configs, tmp_path):
+    # dropout > 0 so that the RNG state of the model matters too
+    model_config, train_config = tiny_configs(dropout=0.1, run_dir=str(tmp_path / "full"))
+    train(model_config, train_config, progress=False)
+    full_steps, full_evals = train_rows(tmp_path / "full")
+
+    model_config, train_config = tiny_configs(dropout=0.1, run_dir=str(tmp_path / "crash"))
+
+    def crash_after_iteration_6(row):
+        if row["kind"] == "train" and row["iter"] == 6:
+            raise KeyboardInterrupt  # the checkpoint of iteration 4 is the last one
+
+    with pytest.raises(KeyboardInterrupt):
+        train(model_config, train_config, progress=False, callback=crash_after_iteration_6)
+    resume(tmp_path / "crash", progress=False)
+    steps, evals = train_rows(tmp_path / "crash")
+    assert steps == full_steps  # bit-for-bit equal losses, and no duplicated rows
+    assert evals == full_evals
+
+
+def test_resume_can_extend_a_run_but_not_change_its_maths(tiny_configs):
+    result = train(*tiny_configs(), progress=False)
+    longer = resume(result.run_dir, progress=False, max_iters=16)
+    assert longer.step == 16
+    with pytest.raises(GlassboxError, match="cannot change lr"):
+        resume(result.run_dir, progress=False, lr=1.0)
+
+
+def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny_configs, monkeypatch):
+    import glassbox.train.trainer as trainer
+
+    model_config, train_config = tiny_configs()
+    run_dir = tmp = train_config.run_dir
+    real_loss = trainer.lm_loss
+
+    def loss_that_explodes(logits, targets, calls=[0]):  # noqa: B006 - a call counter
+        calls[0] += 1
+        return real_loss(logits, targets) * (math.nan if calls[0] == 7 else 1.0)
+
+    monkeypatch.setattr(trainer, "lm_loss", loss_that_explodes)
+    with pytest.raises(TrainingDiverged, match="loss became nan at iteration"):
+        train(model_config, train_config, progress=False)
+    meta = runs.read_config(tmp)
+    assert meta["model"]["n_layer"] == 2
+    from glassbox.train.checkpoint import read_meta
+
+    assert read_meta(runs.checkpoint_path(run_dir, "last"))["step"] == 4
+    weights = runs.load_model(run_dir)[0].state_dict()
+    assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+def test_an_existing_run_is_not_overwritten_silently(tiny_configs):
+    result = train(*tiny_configs(), progress=False)
+    with pytest.raises(GlassboxError, match="already holds a run"):
+        train(*tiny_configs(), progress=False)
+    assert train(*tiny_configs(), progress=False, overwrite=True).run_dir == result.run_dir
+
+
+def test_text_shorter_than_the_context_is_an_error(tiny_configs, tmp_path):
+    short = tmp_path / "short.txt"
+    short.write_text("too short")
+    with pytest.raises(DataError, match="fewer than block_size"):
+        train(*tiny_configs(data=str(short)), progress=False)
