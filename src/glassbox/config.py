@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from glassbox.errors import GlassboxError
 
 POS_ENCODINGS = ("learned", "sinusoidal")
-ATTENTION_IMPLS = ("sdpa", "manual")
+ATTENTION_IMPLS = ("auto", "sdpa", "manual")
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu")
 
 
@@ -45,7 +45,9 @@ class ModelConfig:
     dropout: float = 0.0
     bias: bool = False  # biases in Linear and LayerNorm layers
     pos_encoding: str = "learned"  # learned | sinusoidal
-    attention: str = "sdpa"  # sdpa (F.scaled_dot_product_attention) | manual (readable maths)
+    # sdpa (F.scaled_dot_product_attention) | manual (the maths written out) | auto (the
+    # faster of the two for the device and length; see glassbox/nn/attention.py)
+    attention: str = "auto"
     mlp_ratio: int = 4  # hidden width of the MLP is mlp_ratio * n_embd
     activation: str = "gelu"  # gelu (exact, erf) | gelu_tanh (GPT-2's approximation) | relu
 

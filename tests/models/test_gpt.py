@@ -13,7 +13,7 @@ def test_logits_have_one_row_per_position_and_token():
     assert model(torch.randint(0, 11, (3, 16))).shape == (3, 16, 11)
 
 
-@pytest.mark.parametrize("attention", ["sdpa", "manual"])
+@pytest.mark.parametrize("attention", ["sdpa", "manual", "auto"])
 @pytest.mark.parametrize("pos_encoding", ["learned", "sinusoidal"])
 def test_changing_a_later_token_leaves_earlier_logits_unchanged(attention, pos_encoding):
     torch.manual_seed(0)
@@ -28,7 +28,7 @@ def test_changing_a_later_token_leaves_earlier_logits_unchanged(attention, pos_e
 
 def test_manual_and_fused_models_agree():
     torch.manual_seed(0)
-    fused = GPT(ModelConfig(**SMALL))
+    fused = GPT(ModelConfig(**SMALL, attention="sdpa"))
     manual = GPT(ModelConfig(**SMALL, attention="manual"))
     manual.load_state_dict(fused.state_dict())
     idx = torch.randint(0, 11, (2, 16))

@@ -15,7 +15,7 @@ def test_manual_attention_is_softmax_of_scaled_scores_with_a_causal_mask():
 
 def test_manual_and_fused_attention_agree():
     torch.manual_seed(0)
-    config = ModelConfig(n_embd=64, n_head=4, block_size=32)
+    config = ModelConfig(n_embd=64, n_head=4, block_size=32, attention="sdpa")
     fused = CausalSelfAttention(config)
     manual = CausalSelfAttention(
         ModelConfig(n_embd=64, n_head=4, block_size=32, attention="manual")

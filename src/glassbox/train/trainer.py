@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from glassbox import runs
 from glassbox.config import ModelConfig, TrainConfig, override
 from glassbox.data import TokenDataset, corpus_name, iter_text, write_tokens
-from glassbox.device import autocast, resolve_device
+from glassbox.device import autocast, resolve_device, tune_cpu_allocator
 from glassbox.errors import GlassboxError
 from glassbox.models.gpt import GPT, lm_loss
 from glassbox.tokenizers import CharTokenizer
@@ -153,6 +153,8 @@ def _loop(
     device = resolve_device(tc.device)
     if tc.threads:
         torch.set_num_threads(tc.threads)
+    if device == "cpu":
+        tune_cpu_allocator()
     torch.manual_seed(tc.seed)
     model = GPT(mc).to(device)
     optimizer = configure_optimizer(model, tc, device)
