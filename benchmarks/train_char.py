@@ -35,7 +35,7 @@ from glassbox.train import train
 SKIP = 10  # the first iterations warm caches and the allocator up; not timed
 
 
-def run_glassbox(data: str, iters: int, threads: int, compile: bool, seed: int) -> dict:
+def run_glassbox(data: str, iters: int, threads: int, compile: bool, seed: int, dtype: str) -> dict:
     with tempfile.TemporaryDirectory() as run_dir:
         model_config, train_config = from_preset(
             "char-small",
@@ -47,6 +47,7 @@ def run_glassbox(data: str, iters: int, threads: int, compile: bool, seed: int) 
             compile=compile,
             seed=seed,
             device="cpu",
+            dtype=dtype,
         )
         start = time.perf_counter()
         result = train(model_config, train_config, progress=False)
@@ -124,6 +125,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--compile", action="store_true", help="torch.compile our model")
     parser.add_argument("--seed", type=int, default=1337)
+    parser.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "bfloat16"],
+        help="our precision (nanoGPT's CPU recipe is float32)",
+    )
     parser.add_argument("--repeats", type=int, default=1, help="runs of each; medians reported")
     parser.add_argument("--nanogpt", type=Path, help="a nanoGPT checkout to run side by side")
     parser.add_argument("--json", action="store_true", help="print one line of JSON")
@@ -134,7 +141,11 @@ def main() -> None:
         prepare_nanogpt_data(args.data, args.nanogpt)
     ours, theirs = [], []
     for _ in range(args.repeats):  # alternate, so that drifts in machine load hit both
-        ours.append(run_glassbox(args.data, args.max_iters, args.threads, args.compile, args.seed))
+        ours.append(
+            run_glassbox(
+                args.data, args.max_iters, args.threads, args.compile, args.seed, args.dtype
+            )
+        )
         if args.nanogpt:
             theirs.append(run_nanogpt(args.nanogpt, args.max_iters, args.threads))
 
@@ -151,6 +162,7 @@ def main() -> None:
         "iters": args.max_iters,
         "threads": args.threads,
         "compile": args.compile,
+        "dtype": args.dtype,
         "repeats": args.repeats,
         "torch": torch.__version__,
         **summary(ours),

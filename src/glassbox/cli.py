@@ -15,6 +15,7 @@ from typing import Any
 from glassbox.config import (
     ACTIVATIONS,
     ATTENTION_IMPLS,
+    DTYPES,
     POS_ENCODINGS,
     PRESETS,
     ModelConfig,
@@ -23,7 +24,12 @@ from glassbox.config import (
 )
 from glassbox.errors import GlassboxError
 
-CHOICES = {"pos_encoding": POS_ENCODINGS, "attention": ATTENTION_IMPLS, "activation": ACTIVATIONS}
+CHOICES = {
+    "pos_encoding": POS_ENCODINGS,
+    "attention": ATTENTION_IMPLS,
+    "activation": ACTIVATIONS,
+    "dtype": DTYPES,
+}
 NOT_FLAGS = {"vocab_size"}  # set from the tokenizer, never by hand
 
 

@@ -18,6 +18,7 @@ from glassbox.errors import GlassboxError
 POS_ENCODINGS = ("learned", "sinusoidal")
 ATTENTION_IMPLS = ("auto", "sdpa", "manual")
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu")
+DTYPES = ("auto", "float32", "bfloat16")
 
 
 class ConfigError(GlassboxError, ValueError):
@@ -96,6 +97,7 @@ class TrainConfig:
     seed: int = 1337
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     compile: bool = False
+    dtype: str = "auto"  # auto (bf16 autocast on CUDA, fp32 elsewhere) | float32 | bfloat16
     threads: int = 0  # CPU threads for torch; 0 leaves torch's default
 
     def __post_init__(self) -> None:

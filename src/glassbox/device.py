@@ -29,11 +29,21 @@ def resolve_device(spec: str = "auto") -> str:
     return spec
 
 
-def autocast(device: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA GPUs that support it; full fp32 elsewhere."""
-    if device.startswith("cuda") and torch.cuda.is_bf16_supported():
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+def autocast(device: str, dtype: str = "auto") -> contextlib.AbstractContextManager:
+    """The precision matmuls run in; weights, optimizer state and reductions stay fp32.
+
+    `auto` is bf16 autocast on CUDA GPUs that support it and fp32 elsewhere. `bfloat16`
+    may also be asked for on the CPU, where CPUs with AVX-512 BF16 or AMX run matmuls about
+    twice as fast (docs/benchmarks.md); `float32` never autocasts.
+    """
+    kind = device.split(":")[0]
+    if dtype == "auto":
+        dtype = "bfloat16" if kind == "cuda" and torch.cuda.is_bf16_supported() else "float32"
+    if dtype == "float32":
+        return contextlib.nullcontext()
+    if kind not in ("cuda", "cpu"):
+        raise GlassboxError(f"bfloat16 autocast is supported on cuda and cpu, not {device}")
+    return torch.autocast(device_type=kind, dtype=torch.bfloat16)
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, from glibc's malloc.h

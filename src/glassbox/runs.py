@@ -46,6 +46,19 @@ def save_config(run_dir: Path, model: ModelConfig, train: TrainConfig, **extra: 
     write_json(Path(run_dir) / CONFIG, {**data, **extra})
 
 
+def update_train_config(run_dir: Path | str, train: TrainConfig) -> None:
+    """Record the train settings a resumed run continues with, keeping everything else."""
+    data = read_config(run_dir)
+    data["train"] = vars(train)
+    write_json(Path(run_dir) / CONFIG, data)
+
+
+def remove_run_files(run_dir: Path | str) -> None:
+    """Delete what a run writes (and nothing else a user may keep in the folder)."""
+    for name in (CONFIG, TOKENIZER, TOKENS, CHECKPOINT, BEST, METRICS, PLOT):
+        (Path(run_dir) / name).unlink(missing_ok=True)
+
+
 def read_config(run_dir: Path | str) -> dict[str, Any]:
     path = Path(run_dir) / CONFIG
     if not path.is_file():

@@ -101,3 +101,10 @@ def test_text_shorter_than_the_context_is_an_error(tiny_configs, tmp_path):
     short.write_text("too short")
     with pytest.raises(DataError, match="fewer than block_size"):
         train(*tiny_configs(data=str(short)), progress=False)
+
+
+def test_bfloat16_autocast_on_the_cpu_trains_and_keeps_fp32_weights(tiny_configs):
+    result = train(*tiny_configs(dtype="bfloat16"), progress=False)
+    model, _ = runs.load_model(result.run_dir)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert math.isfinite(result.val_loss)

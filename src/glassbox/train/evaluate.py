@@ -23,6 +23,7 @@ def estimate_loss(
     eval_iters: int,
     seed: int,
     device: str,
+    dtype: str = "auto",
 ) -> dict[str, float]:
     """Mean loss over `eval_iters` random batches of each split.
 
@@ -36,7 +37,7 @@ def estimate_loss(
         for _ in range(eval_iters):
             x, y = dataset.batch(split, batch_size, block_size, generator)
             x, y = x.to(device), y.to(device)
-            with autocast(device):
+            with autocast(device, dtype):
                 total += lm_loss(forward(x), y).item()
         result[split] = total / eval_iters
     return result
@@ -44,13 +45,16 @@ def estimate_loss(
 
 @torch.no_grad()
 def mean_loss(
-    forward: Callable[[Tensor], Tensor], batches: Iterable[tuple[Tensor, Tensor]], device: str
+    forward: Callable[[Tensor], Tensor],
+    batches: Iterable[tuple[Tensor, Tensor]],
+    device: str,
+    dtype: str = "auto",
 ) -> dict[str, float]:
     """Token-weighted mean loss and perplexity over every batch (a full pass over a split)."""
     total, count = 0.0, 0
     for x, y in batches:
         x, y = x.to(device), y.to(device)
-        with autocast(device):
+        with autocast(device, dtype):
             loss = lm_loss(forward(x), y)
         total += loss.item() * y.numel()
         count += y.numel()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,8 +30,9 @@ from glassbox.train.checkpoint import load_checkpoint, save_checkpoint
 from glassbox.train.evaluate import estimate_loss
 from glassbox.train.optim import configure_optimizer, lr_at
 
-# What may change when a run is resumed: nothing that alters the maths already done.
-RESUMABLE_KEYS = ("max_iters", "device", "compile", "threads")
+# What may change when a run is resumed: how long, where and how fast it runs. (The replay
+# is exact only if device and dtype stay as they were.)
+RESUMABLE_KEYS = ("max_iters", "device", "compile", "threads", "dtype")
 
 
 class TrainingDiverged(GlassboxError):
@@ -69,9 +69,9 @@ def train(
         if not overwrite:
             raise GlassboxError(
                 f"{run_dir} already holds a run: resume it with --resume, "
-                "pick another --run-dir, or pass --overwrite"
+                "pick another --run, or pass --overwrite"
             )
-        shutil.rmtree(run_dir)
+        runs.remove_run_files(run_dir)  # only what a run writes, never anything else there
     run_dir.mkdir(parents=True, exist_ok=True)
 
     spec = train_config.data
@@ -108,36 +108,11 @@ def resume(
             f"only {', '.join(RESUMABLE_KEYS)} may change"
         )
     train_config = override(train_config, {**changes, "run_dir": str(run_dir)})
-    runs.save_config(
-        run_dir,
-        model_config,
-        train_config,
-        **{
-            k: v
-            for k, v in runs.read_config(run_dir).items()
-            if k not in ("format", "version", "model", "train")
-        },
-    )
+    runs.update_train_config(run_dir, train_config)
     dataset = TokenDataset(Path(run_dir) / runs.TOKENS, model_config.vocab_size)
     return _loop(
         model_config, train_config, dataset, resume=True, progress=progress, callback=callback
     )
-
-
-def _rng_state(batch_generator: torch.Generator) -> dict[str, torch.Tensor]:
-    state = {"torch": torch.get_rng_state(), "batches": batch_generator.get_state()}
-    if torch.cuda.is_available():
-        for i, s in enumerate(torch.cuda.get_rng_state_all()):
-            state[f"cuda.{i}"] = s
-    return state
-
-
-def _set_rng_state(state: dict[str, torch.Tensor], batch_generator: torch.Generator) -> None:
-    torch.set_rng_state(state["torch"])
-    batch_generator.set_state(state["batches"])
-    cuda = [state[k] for k in sorted(state) if k.startswith("cuda.")]
-    if cuda and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(cuda)
 
 
 def _loop(
@@ -149,132 +124,154 @@ def _loop(
     progress: bool,
     callback: Callable[[dict[str, Any]], None] | None,
 ) -> TrainResult:
-    run_dir = Path(tc.run_dir)
-    device = resolve_device(tc.device)
-    if tc.threads:
-        torch.set_num_threads(tc.threads)
-    if device == "cpu":
-        tune_cpu_allocator()
-    torch.manual_seed(tc.seed)
-    model = GPT(mc).to(device)
-    optimizer = configure_optimizer(model, tc, device)
-    batches = torch.Generator().manual_seed(tc.seed)
-
-    start, best_val, last_eval = 0, math.inf, {"train": math.nan, "val": math.nan}
-    if resume:
-        rng, meta = load_checkpoint(run_dir / runs.CHECKPOINT, model, optimizer)
-        _set_rng_state(rng, batches)
-        start, best_val = meta["step"], meta["best_val_loss"]
-        last_eval = {"train": meta["train_loss"], "val": meta["val_loss"]}
-        _truncate_metrics(run_dir / runs.METRICS, start)
-
-    forward = torch.compile(model) if tc.compile else model  # state is saved from `model`
-    tokens_per_iter = tc.batch_size * tc.grad_accum * mc.block_size
-    times: list[float] = []
-    bar = tqdm(
-        total=tc.max_iters,
-        initial=start,
-        disable=not progress,
-        unit="it",
-        dynamic_ncols=True,
-        desc="train",
-    )
-    with open(run_dir / runs.METRICS, "a", encoding="utf-8") as metrics:
-
-        def log(row: dict[str, Any]) -> None:
-            metrics.write(json.dumps(row) + "\n")
-            metrics.flush()
-            if callback is not None:
-                callback(row)
-
+    session = _Session(mc, tc, dataset, callback)
+    start = session.restore() if resume else 0
+    bar = tqdm(total=tc.max_iters, initial=start, disable=not progress, unit="it", desc="train")
+    try:
         for it in range(start, tc.max_iters + 1):
-            evaluate_now = it % tc.eval_interval == 0 or it == tc.max_iters
-            if evaluate_now and not (resume and it == start):
-                model.eval()
-                last_eval = estimate_loss(
-                    forward,
-                    dataset,
-                    batch_size=tc.batch_size,
-                    block_size=mc.block_size,
-                    eval_iters=tc.eval_iters,
-                    seed=tc.seed + 1,
-                    device=device,
-                )
-                model.train()
-                log(
-                    {
-                        "kind": "eval",
-                        "iter": it,
-                        "train_loss": last_eval["train"],
-                        "val_loss": last_eval["val"],
-                    }
-                )
-                if last_eval["val"] < best_val:
-                    best_val = last_eval["val"]
-                    save_checkpoint(
-                        run_dir / runs.BEST, model, meta={"step": it, "val_loss": best_val}
-                    )
-                meta = {
-                    "step": it,
-                    "best_val_loss": best_val,
-                    "train_loss": last_eval["train"],
-                    "val_loss": last_eval["val"],
-                }
-                save_checkpoint(
-                    run_dir / runs.CHECKPOINT, model, optimizer, _rng_state(batches), meta
-                )
+            due = it % tc.eval_interval == 0 or it == tc.max_iters
+            if due and not (resume and it == start):  # a resumed run's first eval is done
+                train_loss, val_loss = session.evaluate_and_save(it)
                 if progress:
-                    bar.write(
-                        f"iter {it}: train loss {last_eval['train']:.4f}, "
-                        f"val loss {last_eval['val']:.4f}"
-                    )
+                    bar.write(f"iter {it}: train loss {train_loss:.4f}, val loss {val_loss:.4f}")
             if it == tc.max_iters:
                 break
-
-            t0 = time.perf_counter()
-            lr = lr_at(it, tc)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            loss_sum = 0.0
-            for _ in range(tc.grad_accum):
-                x, y = dataset.batch("train", tc.batch_size, mc.block_size, batches)
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                with autocast(device):
-                    loss = lm_loss(forward(x), y) / tc.grad_accum
-                loss.backward()
-                loss_sum += loss.item()
-            if not math.isfinite(loss_sum):
-                bar.close()
-                raise TrainingDiverged(
-                    f"loss became {loss_sum} at iteration {it}; training stopped. The last "
-                    f"good checkpoint is still in {run_dir}; try a lower --lr"
-                )
-            if tc.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            dt = time.perf_counter() - t0
-            times.append(dt * 1000)
-            log(
-                {
-                    "kind": "train",
-                    "iter": it,
-                    "loss": loss_sum,
-                    "lr": lr,
-                    "ms": dt * 1000,
-                    "tokens_per_s": tokens_per_iter / dt,
-                }
-            )
+            loss, lr, tokens_per_s = session.step(it)
             bar.set_postfix(
-                loss=f"{loss_sum:.4f}",
-                lr=f"{lr:.2e}",
-                tok_s=f"{tokens_per_iter / dt:,.0f}",
-                refresh=False,
+                loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{tokens_per_s:,.0f}", refresh=False
             )
             bar.update()
-    bar.close()
-    _plot(run_dir)
-    return TrainResult(run_dir, tc.max_iters, last_eval["train"], last_eval["val"], best_val, times)
+    finally:
+        bar.close()
+        session.metrics.close()
+    _plot(session.run_dir)
+    return TrainResult(
+        session.run_dir, tc.max_iters, *session.last_eval, session.best_val, session.times
+    )
+
+
+class _Session:
+    """The state of one training session: model, optimizer, RNG and the metrics log."""
+
+    def __init__(self, mc: ModelConfig, tc: TrainConfig, dataset: TokenDataset, callback):
+        self.mc, self.tc, self.dataset, self.callback = mc, tc, dataset, callback
+        self.run_dir = Path(tc.run_dir)
+        self.device = resolve_device(tc.device)
+        if tc.threads:
+            torch.set_num_threads(tc.threads)
+        if self.device == "cpu":
+            tune_cpu_allocator()
+        torch.manual_seed(tc.seed)  # the initial weights, and dropout from then on
+        self.model = GPT(mc).to(self.device)
+        self.optimizer = configure_optimizer(self.model, tc, self.device)
+        self.batches = torch.Generator().manual_seed(tc.seed)  # the data order, on its own
+        self.forward = torch.compile(self.model) if tc.compile else self.model  # save `model`
+        self.best_val = math.inf
+        self.last_eval = (math.nan, math.nan)  # (train loss, val loss)
+        self.times: list[float] = []  # ms per step, this session only
+        self.tokens_per_step = tc.batch_size * tc.grad_accum * mc.block_size
+        self.metrics = open(self.run_dir / runs.METRICS, "a", encoding="utf-8")  # noqa: SIM115
+
+    def restore(self) -> int:
+        """Load the last checkpoint; returns the iteration to continue from."""
+        rng, meta = load_checkpoint(self.run_dir / runs.CHECKPOINT, self.model, self.optimizer)
+        torch.set_rng_state(rng["torch"])
+        self.batches.set_state(rng["batches"])
+        cuda = [rng[k] for k in sorted(rng) if k.startswith("cuda.")]
+        if cuda and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(cuda)
+        self.best_val = meta["best_val_loss"]
+        self.last_eval = (meta["train_loss"], meta["val_loss"])
+        self.metrics.close()
+        _truncate_metrics(self.run_dir / runs.METRICS, meta["step"])
+        self.metrics = open(self.run_dir / runs.METRICS, "a", encoding="utf-8")  # noqa: SIM115
+        return meta["step"]
+
+    def rng_state(self) -> dict[str, torch.Tensor]:
+        state = {"torch": torch.get_rng_state(), "batches": self.batches.get_state()}
+        if torch.cuda.is_available():
+            for i, cuda_state in enumerate(torch.cuda.get_rng_state_all()):
+                state[f"cuda.{i}"] = cuda_state
+        return state
+
+    def log(self, row: dict[str, Any]) -> None:
+        self.metrics.write(json.dumps(row) + "\n")
+        self.metrics.flush()
+        if self.callback is not None:
+            self.callback(row)
+
+    def evaluate_and_save(self, it: int) -> tuple[float, float]:
+        """Estimate both losses, then checkpoint (and keep the weights if val improved)."""
+        self.model.eval()
+        losses = estimate_loss(
+            self.forward,
+            self.dataset,
+            batch_size=self.tc.batch_size,
+            block_size=self.mc.block_size,
+            eval_iters=self.tc.eval_iters,
+            seed=self.tc.seed + 1,
+            device=self.device,
+            dtype=self.tc.dtype,
+        )
+        self.model.train()
+        train_loss, val_loss = self.last_eval = (losses["train"], losses["val"])
+        self.log({"kind": "eval", "iter": it, "train_loss": train_loss, "val_loss": val_loss})
+        if val_loss < self.best_val:
+            self.best_val = val_loss
+            save_checkpoint(
+                self.run_dir / runs.BEST, self.model, meta={"step": it, "val_loss": val_loss}
+            )
+        meta = {
+            "step": it,
+            "best_val_loss": self.best_val,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+        }
+        save_checkpoint(
+            self.run_dir / runs.CHECKPOINT, self.model, self.optimizer, self.rng_state(), meta
+        )
+        return train_loss, val_loss
+
+    def step(self, it: int) -> tuple[float, float, float]:
+        """One optimizer step over grad_accum micro-batches: (mean loss, lr, tokens/s).
+
+        A non-finite loss stops before the optimizer step, so no bad weights are saved.
+        """
+        tc, t0 = self.tc, time.perf_counter()
+        lr = lr_at(it, tc)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        loss_sum = 0.0
+        for _ in range(tc.grad_accum):
+            x, y = self.dataset.batch("train", tc.batch_size, self.mc.block_size, self.batches)
+            x, y = x.to(self.device), y.to(self.device)  # (B, T) each
+            with autocast(self.device, tc.dtype):
+                loss = lm_loss(self.forward(x), y) / tc.grad_accum
+            loss.backward()
+            loss_sum += loss.item()
+        if not math.isfinite(loss_sum):
+            raise TrainingDiverged(
+                f"loss became {loss_sum} at iteration {it}; training stopped. The last good "
+                f"checkpoint is still in {self.run_dir}; try a lower --lr"
+            )
+        if tc.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        dt = time.perf_counter() - t0
+        self.times.append(dt * 1000)
+        tokens_per_s = self.tokens_per_step / dt
+        self.log(
+            {
+                "kind": "train",
+                "iter": it,
+                "loss": loss_sum,
+                "lr": lr,
+                "ms": dt * 1000,
+                "tokens_per_s": tokens_per_s,
+            }
+        )
+        return loss_sum, lr, tokens_per_s
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
