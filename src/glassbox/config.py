@@ -217,7 +217,3 @@ def from_preset(name: str = "char-small", **changes: Any) -> tuple[ModelConfig, 
     model = override(ModelConfig(), {**preset.model, **model_changes})
     train = override(TrainConfig(), {**preset.train, **train_changes})
     return model, train
-
-
-def to_dict(config: ModelConfig | TrainConfig) -> dict[str, Any]:
-    return dataclasses.asdict(config)
