@@ -124,3 +124,22 @@ def test_every_command_has_help(command, capsys):
         main([command, "--help"])
     assert exit_info.value.code == 0
     assert f"usage: glassbox {command}" in capsys.readouterr().out
+
+
+def test_sampling_without_the_cache_prints_the_same_text(trained_run, capsys):
+    args = ["sample", "--run", str(trained_run), "--max-new-tokens", "25", "--seed", "3"]
+    main(args)
+    cached = capsys.readouterr().out
+    main([*args, "--no-cache"])
+    assert capsys.readouterr().out == cached
+
+
+def test_several_samples_with_a_stop_string(trained_run, capsys):
+    assert main(["sample", "--run", str(trained_run), "--prompt", "First", "--num-samples", "3",
+                 "--max-new-tokens", "40", "--seed", "0", "--stop", "\n"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    samples = out.split("--- sample ")[1:]
+    assert len(samples) == 3
+    for sample in samples:
+        text = sample.split("\n", 1)[1]
+        assert text.startswith("First") and text.count("\n") == 1  # cut at the first newline

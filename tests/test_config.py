@@ -48,3 +48,10 @@ def test_unknown_key_is_an_error_with_a_suggestion():
         from_preset("char-small", n_layers=6)
     with pytest.raises(ConfigError, match="unknown preset"):
         from_preset("huge")
+
+
+def test_n_kv_head_must_divide_n_head():
+    assert ModelConfig(n_head=4, n_kv_head=2).kv_heads == 2
+    assert ModelConfig(n_head=4).kv_heads == 4
+    with pytest.raises(ConfigError, match=r"n_kv_head \(3\) must divide n_head \(4\)"):
+        ModelConfig(n_head=4, n_kv_head=3)

@@ -97,26 +97,26 @@ def cmd_train(args: argparse.Namespace, names: list[str]) -> int:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     from glassbox.device import resolve_device
-    from glassbox.generate import generate_text
+    from glassbox.generate import generate_batch, generate_text
     from glassbox.runs import load_model
 
     model, tokenizer = load_model(args.run, args.checkpoint, resolve_device(args.device))
-    prompt = args.prompt
-    sys.stdout.write(prompt)
-    pieces = generate_text(
-        model,
-        tokenizer,
-        prompt,
-        args.max_new_tokens,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        seed=args.seed,
-    )
-    for piece in pieces:
-        sys.stdout.write(piece)
-        sys.stdout.flush()
-    sys.stdout.write("\n")
+    options = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                   seed=args.seed, use_cache=not args.no_cache)  # fmt: skip
+    if args.num_samples == 1 and not args.stop:  # stream one sample as it is made
+        sys.stdout.write(args.prompt)
+        for piece in generate_text(model, tokenizer, args.prompt, args.max_new_tokens, **options):
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        return 0
+    prompts = [args.prompt] * args.num_samples
+    texts = generate_batch(model, tokenizer, prompts, args.max_new_tokens, stop=args.stop,
+                           **options)  # fmt: skip
+    for i, text in enumerate(texts):
+        if args.num_samples > 1:
+            print(f"--- sample {i + 1}")
+        print(args.prompt + text)
     return 0
 
 
@@ -201,6 +201,19 @@ def build_parser() -> tuple[argparse.ArgumentParser, list[str]]:
     p.add_argument("--top-k", type=int, default=None, help="keep the K most likely tokens")
     p.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold")
     p.add_argument("--seed", type=int, default=None, help="make the draw repeatable")
+    p.add_argument("--num-samples", type=int, default=1, help="samples drawn as one batch")
+    p.add_argument(
+        "--stop",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="end a sample where it first writes TEXT (repeatable)",
+    )
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="recompute the whole context every step (slow; for comparison)",
+    )
 
     p = sub.add_parser("eval", help="loss and perplexity of a run on a dataset")
     run_options(p)

@@ -43,6 +43,7 @@ class ModelConfig:
     n_layer: int = 4
     n_head: int = 4
     n_embd: int = 128
+    n_kv_head: int = 0  # heads of keys/values: 0 = n_head (multi-head), 1 = multi-query, else GQA
     dropout: float = 0.0
     bias: bool = False  # biases in Linear and LayerNorm layers
     pos_encoding: str = "learned"  # learned | sinusoidal
@@ -62,6 +63,11 @@ class ModelConfig:
                 f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}) "
                 "so that every head gets d_head = n_embd // n_head dimensions"
             )
+        if self.n_kv_head < 0 or (self.n_kv_head and self.n_head % self.n_kv_head != 0):
+            raise ConfigError(
+                f"n_kv_head ({self.n_kv_head}) must divide n_head ({self.n_head}): each "
+                "key/value head serves a whole group of query heads"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1); got {self.dropout}")
         _check_choice("pos_encoding", self.pos_encoding, POS_ENCODINGS)
@@ -71,6 +77,11 @@ class ModelConfig:
     @property
     def d_head(self) -> int:
         return self.n_embd // self.n_head
+
+    @property
+    def kv_heads(self) -> int:
+        """The number of key/value heads actually used (n_kv_head, or n_head if 0)."""
+        return self.n_kv_head or self.n_head
 
 
 @dataclass

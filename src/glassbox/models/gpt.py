@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from glassbox.config import ModelConfig
 from glassbox.errors import GlassboxError
-from glassbox.nn import Block, make_positions
+from glassbox.nn import Block, KVCache, make_positions
 
 
 class GPT(nn.Module):
@@ -47,20 +47,58 @@ class GPT(nn.Module):
             nn.init.normal_(block.attn.proj.weight, mean=0.0, std=resid_std)
             nn.init.normal_(block.mlp.proj.weight, mean=0.0, std=resid_std)
 
-    def forward(self, idx: Tensor) -> Tensor:
-        """Logits (B, T, V) for the next token at every position of idx (B, T)."""
+    def forward(
+        self, idx: Tensor, *, cache: KVCache | None = None, key_mask: Tensor | None = None
+    ) -> Tensor:
+        """Logits (B, T, V) for the next token at every position of idx (B, T).
+
+        cache: keys and values of earlier positions; idx then holds the T tokens after
+        them, and their keys and values are added to the cache. key_mask (B, T): False
+        marks left padding, which no query attends to and which does not count as a
+        position (a padded prompt computes what the same prompt alone would).
+        """
         B, T = idx.shape
-        if self.config.block_size < T:
+        start = cache.length if cache is not None else 0
+        if start + T > self.config.block_size:
             raise GlassboxError(
-                f"sequence of {T} tokens is longer than block_size {self.config.block_size}"
+                f"sequence of {start + T} tokens is longer than block_size {self.config.block_size}"
             )
-        positions = torch.arange(T, device=idx.device)  # (T,)
+        if cache is not None and key_mask is not None:
+            cache.add_mask(key_mask)
+        padded = key_mask is not None and not bool(key_mask.all())
+        if cache is not None and cache.has_padding:
+            padded, key_mask = True, cache.key_mask[:, : start + T]  # (B, S) incl. the past
+        if padded:
+            positions = (key_mask.cumsum(dim=1) - 1).clamp(min=0)[:, -T:]  # (B, T)
+            # A large finite penalty rather than -inf: a padding query whose only visible
+            # keys are padding then gets a finite (ignored) row instead of NaNs, while a
+            # real query's weight on padding is still exactly 0 after the softmax.
+            dtype = self.tok_emb.weight.dtype
+            hide = torch.zeros(key_mask.shape, dtype=dtype, device=idx.device)
+            hide = hide.masked_fill(~key_mask, torch.finfo(dtype).min / 2)[:, None, None, :]
+        else:
+            positions, hide = torch.arange(start, start + T, device=idx.device), None  # (T,)
         x = self.tok_emb(idx) + self.pos_emb(positions)  # (B, T, C) resid_pre of block 0
         x = self.drop(x)
-        for block in self.blocks:
-            x = block(x)  # (B, T, C)
+        # A query sees every cached key plus the new keys up to itself; one new token
+        # (decoding) sees everything, so it needs no triangle at all.
+        causal = T > 1
+        for layer, block in enumerate(self.blocks):
+            x = block(x, bias=hide, causal=causal, cache=cache, layer=layer)  # (B, T, C)
+        if cache is not None:
+            cache.advance(T)
         x = self.ln_f(x)  # (B, T, C)
         return F.linear(x, self.tok_emb.weight)  # (B, T, V): the embedding, transposed (tied)
+
+    def new_cache(
+        self, batch_size: int, max_len: int | None = None, dtype: torch.dtype | None = None
+    ) -> KVCache:
+        """An empty KV cache for this model (max_len defaults to block_size)."""
+        c, weight = self.config, self.tok_emb.weight
+        return KVCache(
+            c.n_layer, batch_size, c.kv_heads, max_len or c.block_size, c.d_head,
+            device=weight.device, dtype=dtype or weight.dtype,
+        )  # fmt: skip
 
     def num_params(self, include_positions: bool = True) -> int:
         """Parameters of the model; the tied embedding/unembedding matrix counts once."""

@@ -2,12 +2,14 @@
 
 from glassbox.nn.attention import CausalSelfAttention, manual_attention
 from glassbox.nn.block import Block
+from glassbox.nn.kv_cache import KVCache
 from glassbox.nn.mlp import MLP
 from glassbox.nn.positional import LearnedPositions, SinusoidalPositions, make_positions
 
 __all__ = [
     "MLP",
     "Block",
+    "KVCache",
     "CausalSelfAttention",
     "LearnedPositions",
     "SinusoidalPositions",

@@ -22,7 +22,8 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = x + self.attn(self.ln_1(x))  # (B, T, C) resid_mid
+    def forward(self, x: Tensor, **attention_args) -> Tensor:
+        """x (B, T, C) -> (B, T, C); attention_args (mask, cache) go to the attention."""
+        x = x + self.attn(self.ln_1(x), **attention_args)  # (B, T, C) resid_mid
         x = x + self.mlp(self.ln_2(x))  # (B, T, C) resid_post
         return x

@@ -1,0 +1,68 @@
+"""Generation in text: stream one prompt's continuation, or run a batch of prompts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+from glassbox.generate.decode import generate
+from glassbox.models.gpt import GPT
+from glassbox.tokenizers import CharTokenizer
+
+
+def generate_text(
+    model: GPT,
+    tokenizer: CharTokenizer,
+    prompt: str,
+    max_new_tokens: int,
+    **options,
+) -> Iterator[str]:
+    """Stream the continuation of `prompt` as text, one token's worth at a time.
+
+    options go to `generate` (temperature, top_k, top_p, seed, use_cache, ...).
+
+    >>> "".join(generate_text(model, tok, "ROMEO:", 50, temperature=0))  # doctest: +SKIP
+    """
+    device = next(model.parameters()).device
+    idx = torch.tensor([tokenizer.encode(prompt)], dtype=torch.long, device=device)  # (1, T)
+    for next_id in generate(model, idx, max_new_tokens, **options):
+        yield tokenizer.decode([int(next_id[0])])
+
+
+def generate_batch(
+    model: GPT,
+    tokenizer: CharTokenizer,
+    prompts: list[str],
+    max_new_tokens: int,
+    *,
+    stop: list[str] | tuple[str, ...] = (),
+    **options,
+) -> list[str]:
+    """Continue several prompts at once (left-padded into one batch); each continuation
+    ends before the first of the `stop` strings it produces.
+
+    >>> generate_batch(model, tok, ["To be", "Or"], 20, stop=["\\n"])  # doctest: +SKIP
+    [' or not to be, that', ' not to be']
+    """
+    device = next(model.parameters()).device
+    encoded = [tokenizer.encode(p) for p in prompts]
+    width = max(len(ids) for ids in encoded)
+    idx = torch.zeros(len(prompts), width, dtype=torch.long, device=device)  # (B, T)
+    key_mask = torch.zeros(len(prompts), width, dtype=torch.bool, device=device)  # (B, T)
+    for row, ids in enumerate(encoded):
+        idx[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+        key_mask[row, width - len(ids) :] = True
+    texts = [""] * len(prompts)
+    done = [False] * len(prompts)
+    for next_ids in generate(model, idx, max_new_tokens, key_mask=key_mask, **options):
+        for row, token in enumerate(next_ids.tolist()):
+            if done[row]:
+                continue
+            texts[row] += tokenizer.decode([token])
+            hit = [texts[row].index(s) for s in stop if s in texts[row]]
+            if hit:
+                texts[row], done[row] = texts[row][: min(hit)], True
+        if all(done):
+            break
+    return texts
