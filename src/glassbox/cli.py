@@ -37,13 +37,16 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _add_config_flags(parser: argparse.ArgumentParser) -> list[str]:
+def _add_config_flags(
+    parser: argparse.ArgumentParser, train: bool = True, skip: set[str] = NOT_FLAGS
+) -> list[str]:
     """One flag per config field; returns the field names, which are also the dests."""
     names = []
-    for cls, title in ((ModelConfig, "model"), (TrainConfig, "training")):
+    classes = ((ModelConfig, "model"), (TrainConfig, "training"))[: 2 if train else 1]
+    for cls, title in classes:
         group = parser.add_argument_group(f"{title} settings (default: the preset's)")
         for f in fields(cls):
-            if f.name in NOT_FLAGS:
+            if f.name in skip:
                 continue
             names.append(f.name)
             default = f.default if f.default is not MISSING else None
@@ -117,6 +120,48 @@ def cmd_sample(args: argparse.Namespace) -> int:
         if args.num_samples > 1:
             print(f"--- sample {i + 1}")
         print(args.prompt + text)
+    return 0
+
+
+def cmd_count(args: argparse.Namespace, names: list[str]) -> int:
+    from glassbox.analysis import count_report
+    from glassbox.config import override
+    from glassbox.runs import load_configs
+
+    changes = _given(args, names)
+    if args.run:
+        config = override(load_configs(args.run)[0], changes)
+    else:
+        config = from_preset(args.preset, **changes)[0]
+    report = count_report(config, args.context, args.batch_size, args.dtype)
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    params, flops, kv = report["params"], report["flops_per_token"], report["kv_cache"]
+    print(f"{'component':<20}{'parameters':>16}{'share':>8}")
+    for name, n in params.items():
+        share = f"{n / params['total']:.1%}" if name != "total" else ""
+        print(f"{name:<20}{n:>16,}{share:>8}")
+    print(
+        f"(the head is the token embedding, transposed: tied weights count once)\n"
+        f"non-embedding parameters N = {report['non_embedding_params']:,}\n"
+    )
+    print(
+        f"forward FLOPs per token at context {kv['context']}: {flops['forward_at_context']:,.0f}"
+        f"  (2N rule: {flops['forward_2n_rule']:,})"
+    )
+    for part, value in flops["forward_parts"].items():
+        if part != "total":
+            print(f"  {part:<18}{value:>16,.0f}")
+    print(
+        f"training FLOPs per token (3x forward, mean causal context): "
+        f"{flops['training']:,.0f}  (6N rule: {flops['training_6n_rule']:,})\n"
+    )
+    print(
+        f"KV cache ({kv['dtype']}, {kv['n_kv_head']} KV heads): {kv['bytes_per_token']:,} bytes "
+        f"per token; {kv['bytes_full_context'] / 2**20:,.1f} MiB for {kv['context']} tokens "
+        f"x batch {kv['batch_size']}"
+    )
     return 0
 
 
@@ -215,6 +260,26 @@ def build_parser() -> tuple[argparse.ArgumentParser, list[str]]:
         help="recompute the whole context every step (slow; for comparison)",
     )
 
+    p = sub.add_parser(
+        "count",
+        help="parameters, FLOPs and KV-cache memory of a model",
+        description="Count a preset's, a run's or a configured model's "
+        "parameters by component, FLOPs per token and KV-cache bytes.",
+    )
+    p.add_argument("--preset", default="char-small", choices=list(PRESETS))
+    p.add_argument("--run", default=None, help="count this run's model instead of a preset")
+    p.add_argument("--context", type=int, default=None, help="sequence length (block_size)")
+    p.add_argument("--batch-size", type=int, default=1, help="for the KV-cache total (1)")
+    p.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "bfloat16", "float16", "int8"],
+        help="KV-cache precision",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    count_names = _add_config_flags(p, train=False, skip=set())
+    p.set_defaults(count_names=count_names)
+
     p = sub.add_parser("eval", help="loss and perplexity of a run on a dataset")
     run_options(p)
     p.add_argument(
@@ -239,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_train(args, names)
         if args.command == "sample":
             return cmd_sample(args)
+        if args.command == "count":
+            return cmd_count(args, args.count_names)
         return cmd_eval(args)
     except GlassboxError as err:
         print(f"glassbox: error: {err}", file=sys.stderr)

@@ -156,6 +156,22 @@ PRESETS: dict[str, Preset] = {
     ),
 }
 
+
+def _gpt2(n_layer: int, n_head: int, n_embd: int) -> dict[str, Any]:
+    """GPT-2's shape: 50257 BPE tokens, 1024 positions, biases, tanh-GELU."""
+    return dict(vocab_size=50257, block_size=1024, n_layer=n_layer, n_head=n_head,
+                n_embd=n_embd, bias=True, activation="gelu_tanh")  # fmt: skip
+
+
+for _name, _shape, _size in [
+    ("gpt2", (12, 12, 768), "124M"),
+    ("gpt2-medium", (24, 16, 1024), "350M"),
+    ("gpt2-large", (36, 20, 1280), "774M"),
+    ("gpt2-xl", (48, 25, 1600), "1558M"),
+]:
+    PRESETS[_name] = Preset(f"GPT-2 {_size} shape (for count and generation benchmarks)",
+                            model=_gpt2(*_shape))  # fmt: skip
+
 C = TypeVar("C", ModelConfig, TrainConfig)
 
 

@@ -1,0 +1,115 @@
+"""How big a model is and what it costs to run, from its config.
+
+Parameters are counted on a model built on PyTorch's "meta" device (shapes without
+memory), grouped by component, so the table always sums to what `GPT(config)` holds, even
+for GPT-2 XL. FLOPs and cache sizes follow from the shapes; docs/inference.md derives each
+formula and checks them against measured timings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from glassbox.config import ModelConfig
+from glassbox.models.gpt import GPT
+
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "int8": 1}
+COMPONENTS = ("token embedding", "position embedding", "attention", "mlp", "norms", "head")
+
+
+def _component(name: str) -> str:
+    if name.startswith("tok_emb."):
+        return "token embedding"
+    if name.startswith("pos_emb."):
+        return "position embedding"
+    if ".attn." in name:
+        return "attention"
+    if ".mlp." in name:
+        return "mlp"
+    if ".ln_" in name or name.startswith("ln_f."):
+        return "norms"
+    return "head"
+
+
+def param_table(config: ModelConfig) -> dict[str, int]:
+    """Parameters by component; the unembedding is tied to the token embedding, so the
+    head adds none. The values sum to GPT(config).num_params().
+
+    >>> param_table(ModelConfig(vocab_size=65))["attention"]
+    262144
+    """
+    with torch.device("meta"):
+        model = GPT(config)
+    table = dict.fromkeys(COMPONENTS, 0)
+    for name, param in model.named_parameters():  # each shared parameter appears once
+        table[_component(name)] += param.numel()
+    table["total"] = sum(table[c] for c in COMPONENTS)
+    return table
+
+
+def flops_per_token(config: ModelConfig, context: float) -> dict[str, float]:
+    """Forward FLOPs for one token that attends to `context` keys, by part.
+
+    Every weight of a matmul costs 2 FLOPs (a multiply and an add) per token; the
+    unembedding is a matmul even though its weights are tied. Attention adds, per layer,
+    2·context·C for the scores q·kᵀ and 2·context·C for the weighted sum of values: the
+    only term that grows with the context. Biases, norms and softmax are left out (under
+    1% for any model worth counting).
+    """
+    C, L, V = config.n_embd, config.n_layer, config.vocab_size
+    kv = config.kv_heads * config.d_head
+    attn_weights = C * (C + 2 * kv) + C * C  # qkv and output projections
+    mlp_weights = 2 * config.mlp_ratio * C * C
+    dense = 2 * L * (attn_weights + mlp_weights)
+    unembed = 2 * V * C
+    attention = 4 * L * context * C
+    return {
+        "dense": dense,
+        "unembedding": unembed,
+        "attention": attention,
+        "total": dense + unembed + attention,
+    }
+
+
+def kv_cache_bytes(config: ModelConfig, dtype: str = "float32") -> int:
+    """Bytes the KV cache holds per token: keys and values of every layer's KV heads."""
+    return 2 * config.n_layer * config.kv_heads * config.d_head * DTYPE_BYTES[dtype]
+
+
+def count_report(
+    config: ModelConfig, context: int | None = None, batch_size: int = 1, dtype: str = "float32"
+) -> dict[str, Any]:
+    """Everything `glassbox count` prints, as one dict.
+
+    context (default block_size) is the sequence length for the full-context figures.
+    Training FLOPs per token are 3x the forward (the backward pass costs about twice the
+    forward), at the average context of a causal window, (context + 1) / 2.
+    """
+    T = context or config.block_size
+    params = param_table(config)
+    non_embedding = params["total"] - params["token embedding"] - params["position embedding"]
+    decode = flops_per_token(config, T)  # the last token of a full window
+    train = flops_per_token(config, (T + 1) / 2)
+    per_token = kv_cache_bytes(config, dtype)
+    return {
+        "config": vars(config),
+        "params": params,
+        "non_embedding_params": non_embedding,
+        "flops_per_token": {
+            "forward_at_context": decode["total"],
+            "forward_2n_rule": 2 * non_embedding,
+            "training_6n_rule": 6 * non_embedding,
+            "training": 3 * train["total"],
+            "forward_parts": decode,
+        },
+        "kv_cache": {
+            "dtype": dtype,
+            "n_kv_head": config.kv_heads,
+            "bytes_per_token": per_token,
+            "context": T,
+            "batch_size": batch_size,
+            "bytes_full_context": per_token * T * batch_size,
+        },
+    }
