@@ -18,6 +18,7 @@ from glassbox.config import (
     DTYPES,
     POS_ENCODINGS,
     PRESETS,
+    TOKENIZERS,
     ModelConfig,
     TrainConfig,
     from_preset,
@@ -29,8 +30,10 @@ CHOICES = {
     "attention": ATTENTION_IMPLS,
     "activation": ACTIVATIONS,
     "dtype": DTYPES,
+    "tokenizer": TOKENIZERS,
 }
 NOT_FLAGS = {"vocab_size"}  # set from the tokenizer, never by hand
+ALIASES = {"run_dir": ["--run"], "bpe_vocab_size": ["--vocab-size"]}
 
 
 def _flag(name: str) -> str:
@@ -50,7 +53,7 @@ def _add_config_flags(
                 continue
             names.append(f.name)
             default = f.default if f.default is not MISSING else None
-            aliases = [_flag(f.name)] + (["--run"] if f.name == "run_dir" else [])
+            aliases = [_flag(f.name)] + ALIASES.get(f.name, [])
             if f.type == "bool":
                 group.add_argument(
                     *aliases,
@@ -101,9 +104,11 @@ def cmd_train(args: argparse.Namespace, names: list[str]) -> int:
 def cmd_sample(args: argparse.Namespace) -> int:
     from glassbox.device import resolve_device
     from glassbox.generate import generate_batch, generate_text
+    from glassbox.generate.cpu import pack_for_cpu
     from glassbox.runs import load_model
 
     model, tokenizer = load_model(args.run, args.checkpoint, resolve_device(args.device))
+    pack_for_cpu(model)  # no-op off the CPU and for small models
     options = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                    seed=args.seed, use_cache=not args.no_cache)  # fmt: skip
     if args.num_samples == 1 and not args.stop:  # stream one sample as it is made
@@ -202,6 +207,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tokenize(args: argparse.Namespace) -> int:
+    import os
+
+    from glassbox.tokenizers import open_tokenizer
+    from glassbox.tokenizers.display import encode_for_display, pieces, render
+
+    tokenizer = open_tokenizer(args.tokenizer)
+    text = sys.stdin.read() if args.text is None else args.text
+    ids = encode_for_display(tokenizer, text)
+    if args.ids:
+        print(json.dumps(ids))
+        return 0
+    color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    print(render(pieces(tokenizer, ids), color))
+    print(f"{len(ids):,} tokens for {len(text):,} characters ({len(text.encode()):,} bytes)")
+    return 0
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, list[str]]:
     parser = argparse.ArgumentParser(
         prog="glassbox", description="Train, sample and evaluate transformers built from scratch."
@@ -210,7 +233,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, list[str]]:
 
     p = sub.add_parser(
         "train",
-        help="train a character-level GPT",
+        help="train a GPT on characters or on learned BPE tokens",
         description="Train a GPT. Without flags: the char-small preset on the "
         "embedded default corpus, saved in runs/default.",
     )
@@ -293,6 +316,21 @@ def build_parser() -> tuple[argparse.ArgumentParser, list[str]]:
     )
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser(
+        "tokenize",
+        help="show how a text splits into tokens",
+        description="Show the tokens of a text (coloured in a terminal, a JSON list of "
+        "pieces when piped) and count them.",
+    )
+    p.add_argument(
+        "--tokenizer",
+        default="runs/default",
+        help="a run directory, a .tiktoken file, a tokenizer JSON file, a folder with GPT-2's "
+        "encoder.json and vocab.bpe, or cl100k (runs/default)",
+    )
+    p.add_argument("--ids", action="store_true", help="print the ids as a JSON list")
+    p.add_argument("text", nargs="?", default=None, help="the text (read from stdin if omitted)")
     return parser, names
 
 
@@ -306,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_sample(args)
         if args.command == "count":
             return cmd_count(args, args.count_names)
+        if args.command == "tokenize":
+            return cmd_tokenize(args)
         return cmd_eval(args)
     except GlassboxError as err:
         print(f"glassbox: error: {err}", file=sys.stderr)

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Iterator
 
 import torch
 
 from glassbox.generate.decode import generate
 from glassbox.models.gpt import GPT
-from glassbox.tokenizers import CharTokenizer
+from glassbox.tokenizers import Tokenizer
+
+
+def _utf8_stream() -> codecs.IncrementalDecoder:
+    """A decoder fed the bytes of one token at a time: a BPE token can end inside a UTF-8
+    character, so it returns only whole characters and keeps the rest for the next call."""
+    return codecs.getincrementaldecoder("utf-8")(errors="replace")
 
 
 def generate_text(
     model: GPT,
-    tokenizer: CharTokenizer,
+    tokenizer: Tokenizer,
     prompt: str,
     max_new_tokens: int,
     **options,
@@ -26,13 +33,19 @@ def generate_text(
     """
     device = next(model.parameters()).device
     idx = torch.tensor([tokenizer.encode(prompt)], dtype=torch.long, device=device)  # (1, T)
+    utf8 = _utf8_stream()
     for next_id in generate(model, idx, max_new_tokens, **options):
-        yield tokenizer.decode([int(next_id[0])])
+        piece = utf8.decode(tokenizer.decode_bytes([int(next_id[0])]))
+        if piece:
+            yield piece
+    tail = utf8.decode(b"", final=True)  # bytes of an unfinished character: U+FFFD
+    if tail:
+        yield tail
 
 
 def generate_batch(
     model: GPT,
-    tokenizer: CharTokenizer,
+    tokenizer: Tokenizer,
     prompts: list[str],
     max_new_tokens: int,
     *,
@@ -55,14 +68,18 @@ def generate_batch(
         key_mask[row, width - len(ids) :] = True
     texts = [""] * len(prompts)
     done = [False] * len(prompts)
+    streams = [_utf8_stream() for _ in prompts]
     for next_ids in generate(model, idx, max_new_tokens, key_mask=key_mask, **options):
         for row, token in enumerate(next_ids.tolist()):
             if done[row]:
                 continue
-            texts[row] += tokenizer.decode([token])
+            texts[row] += streams[row].decode(tokenizer.decode_bytes([token]))
             hit = [texts[row].index(s) for s in stop if s in texts[row]]
             if hit:
                 texts[row], done[row] = texts[row][: min(hit)], True
         if all(done):
             break
+    for row, stream in enumerate(streams):
+        if not done[row]:
+            texts[row] += stream.decode(b"", final=True)
     return texts

@@ -88,7 +88,12 @@ class GPT(nn.Module):
         if cache is not None:
             cache.advance(T)
         x = self.ln_f(x)  # (B, T, C)
-        return F.linear(x, self.tok_emb.weight)  # (B, T, V): the embedding, transposed (tied)
+        return self.unembed(x)  # (B, T, V)
+
+    def unembed(self, x: Tensor) -> Tensor:
+        """Logits (..., V) from the final residual (..., C), through the token embedding
+        transposed (weight tying). glassbox.generate.cpu may swap in a packed copy."""
+        return F.linear(x, self.tok_emb.weight)
 
     def new_cache(
         self, batch_size: int, max_len: int | None = None, dtype: torch.dtype | None = None
