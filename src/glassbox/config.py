@@ -19,6 +19,7 @@ POS_ENCODINGS = ("learned", "sinusoidal")
 ATTENTION_IMPLS = ("auto", "sdpa", "manual")
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu")
 DTYPES = ("auto", "float32", "bfloat16")
+TOKENIZERS = ("char", "bpe")
 
 
 class ConfigError(GlassboxError, ValueError):
@@ -90,6 +91,10 @@ class TrainConfig:
 
     data: str = "default"  # default (embedded corpus) | shakespeare | path to a UTF-8 file
     run_dir: str = "runs/default"  # where config, tokens, checkpoints and metrics go
+    # char (one id per character of the text) | bpe (byte-level BPE learned from the
+    # training split; see docs/tokenization.md)
+    tokenizer: str = "char"
+    bpe_vocab_size: int = 4096  # ids of a learned BPE tokenizer: 256 bytes + merges
     batch_size: int = 12
     grad_accum: int = 1  # micro-batches per optimizer step
     max_iters: int = 2000
@@ -129,6 +134,11 @@ class TrainConfig:
         for name in ("beta1", "beta2"):
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be in [0, 1); got {getattr(self, name)}")
+        _check_choice("tokenizer", self.tokenizer, TOKENIZERS)
+        if self.bpe_vocab_size < 256:
+            raise ConfigError(
+                f"bpe_vocab_size must be >= 256 (the bytes); got {self.bpe_vocab_size}"
+            )
 
 
 @dataclass

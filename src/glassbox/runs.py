@@ -19,7 +19,7 @@ from typing import Any
 from glassbox.config import ModelConfig, TrainConfig, override
 from glassbox.errors import GlassboxError
 from glassbox.models.gpt import GPT
-from glassbox.tokenizers import CharTokenizer, load_tokenizer
+from glassbox.tokenizers import Tokenizer, load_tokenizer
 from glassbox.train.checkpoint import atomic_write, load_model_state
 
 FORMAT = "glassbox-run"
@@ -74,7 +74,7 @@ def load_configs(run_dir: Path | str) -> tuple[ModelConfig, TrainConfig]:
     return override(ModelConfig(), data["model"]), override(TrainConfig(), data["train"])
 
 
-def load_run_tokenizer(run_dir: Path | str) -> CharTokenizer:
+def load_run_tokenizer(run_dir: Path | str) -> Tokenizer:
     path = Path(run_dir) / TOKENIZER
     if not path.is_file():
         raise RunError(f"{run_dir} has no {TOKENIZER}")
@@ -95,7 +95,7 @@ def checkpoint_path(run_dir: Path | str, which: str = "best") -> Path:
 
 def load_model(
     run_dir: Path | str, which: str = "best", device: str = "cpu"
-) -> tuple[GPT, CharTokenizer]:
+) -> tuple[GPT, Tokenizer]:
     """The trained model (in eval mode) and its tokenizer.
 
     >>> model, tokenizer = load_model("runs/default")  # doctest: +SKIP

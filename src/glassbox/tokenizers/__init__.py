@@ -1,5 +1,26 @@
-"""Tokenizers turn text into integer ids and back; each one saves itself as JSON."""
+"""Tokenizers turn text into integer ids and back; each one saves itself as JSON.
 
-from glassbox.tokenizers.char import CharTokenizer, TokenizerError, load_tokenizer
+`CharTokenizer` (one id per character) is the default of a run; `BPETokenizer` is
+byte-level BPE, trainable here and able to load tiktoken's and GPT-2's vocabularies.
+"""
 
-__all__ = ["CharTokenizer", "TokenizerError", "load_tokenizer"]
+from glassbox.tokenizers.base import Tokenizer, TokenizerError
+from glassbox.tokenizers.bpe import BPETokenizer
+from glassbox.tokenizers.char import CharTokenizer
+from glassbox.tokenizers.formats import (
+    load_gpt2,
+    load_tiktoken,
+    load_tokenizer,
+    open_tokenizer,
+)
+
+__all__ = [
+    "BPETokenizer",
+    "CharTokenizer",
+    "Tokenizer",
+    "TokenizerError",
+    "load_gpt2",
+    "load_tiktoken",
+    "load_tokenizer",
+    "open_tokenizer",
+]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,11 +21,12 @@ from tqdm.auto import tqdm
 
 from glassbox import runs
 from glassbox.config import ModelConfig, TrainConfig, override
-from glassbox.data import TokenDataset, corpus_name, iter_text, write_tokens
+from glassbox.data import TokenDataset, corpus_name, iter_text, load_text, write_tokens
+from glassbox.data.tokens import TRAIN_FRACTION
 from glassbox.device import autocast, resolve_device, tune_cpu_allocator
 from glassbox.errors import GlassboxError
 from glassbox.models.gpt import GPT, lm_loss
-from glassbox.tokenizers import CharTokenizer
+from glassbox.tokenizers import BPETokenizer, CharTokenizer, Tokenizer
 from glassbox.train.checkpoint import load_checkpoint, save_checkpoint
 from glassbox.train.evaluate import estimate_loss
 from glassbox.train.optim import configure_optimizer, lr_at
@@ -75,10 +76,8 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
 
     spec = train_config.data
-    tokenizer = CharTokenizer.train(iter_text(spec))  # one pass for the alphabet...
-    n_tokens = write_tokens(  # ...and one to write the ids
-        iter_text(spec), tokenizer.encode, tokenizer.vocab_size, run_dir / runs.TOKENS
-    )
+    tokenizer, chunks = _build_tokenizer(train_config)
+    n_tokens = write_tokens(chunks, tokenizer.encode, tokenizer.vocab_size, run_dir / runs.TOKENS)
     model_config = override(model_config, {"vocab_size": tokenizer.vocab_size})
     dataset = TokenDataset(run_dir / runs.TOKENS, tokenizer.vocab_size)
     dataset.check_fits(model_config.block_size)
@@ -272,6 +271,22 @@ class _Session:
             }
         )
         return loss_sum, lr, tokens_per_s
+
+
+def _build_tokenizer(tc: TrainConfig) -> tuple[Tokenizer, Iterable[str]]:
+    """The run's tokenizer, and the text to encode with it (in chunks).
+
+    The character alphabet comes from the whole text, so that a character seen only in the
+    validation split can still be encoded. BPE learns its merges from the training split
+    alone (the first TRAIN_FRACTION of the characters), so that the validation loss is
+    measured on text the tokenizer was not fitted to; the text is then encoded in one
+    piece, since a chunk boundary could cut a word that BPE would have merged.
+    """
+    if tc.tokenizer == "bpe":
+        text = load_text(tc.data)
+        train_text = text[: int(len(text) * TRAIN_FRACTION)]
+        return BPETokenizer.train(train_text, tc.bpe_vocab_size), [text]
+    return CharTokenizer.train(iter_text(tc.data)), iter_text(tc.data)
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
