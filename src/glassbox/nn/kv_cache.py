@@ -38,8 +38,9 @@ class KVCache:
         dtype: torch.dtype = torch.float32,
     ) -> None:
         shape = (n_layer, batch_size, n_kv_head, max_len, d_head)
-        self.k = torch.zeros(shape, device=device, dtype=dtype)  # (L, B, H_kv, max_len, D)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)  # (L, B, H_kv, max_len, D)
+        # Uninitialized: a slot is only ever read after `store` has written it.
+        self.k = torch.empty(shape, device=device, dtype=dtype)  # (L, B, H_kv, max_len, D)
+        self.v = torch.empty(shape, device=device, dtype=dtype)  # (L, B, H_kv, max_len, D)
         self.key_mask = torch.ones(batch_size, max_len, dtype=torch.bool, device=device)
         self.max_len = max_len
         self.length = 0
