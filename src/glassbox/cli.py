@@ -110,7 +110,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     model, tokenizer = load_model(args.run, args.checkpoint, resolve_device(args.device))
     pack_for_cpu(model)  # no-op off the CPU and for small models
     options = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                   seed=args.seed, use_cache=not args.no_cache)  # fmt: skip
+                   seed=args.seed, use_cache=not args.no_cache, dtype=args.dtype)  # fmt: skip
     if args.num_samples == 1 and not args.stop:  # stream one sample as it is made
         sys.stdout.write(args.prompt)
         for piece in generate_text(model, tokenizer, args.prompt, args.max_new_tokens, **options):
@@ -281,6 +281,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, list[str]]:
         "--no-cache",
         action="store_true",
         help="recompute the whole context every step (slow; for comparison)",
+    )
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        choices=list(DTYPES),
+        help="matmul precision: auto is bf16 on CUDA, fp32 elsewhere",
     )
 
     p = sub.add_parser(

@@ -29,6 +29,14 @@ def resolve_device(spec: str = "auto") -> str:
     return spec
 
 
+def resolve_dtype(device: str, dtype: str = "auto") -> str:
+    """`auto` is bfloat16 on CUDA GPUs that support it, float32 everywhere else."""
+    if dtype != "auto":
+        return dtype
+    cuda = device.split(":")[0] == "cuda" and torch.cuda.is_bf16_supported()
+    return "bfloat16" if cuda else "float32"
+
+
 def autocast(device: str, dtype: str = "auto") -> contextlib.AbstractContextManager:
     """The precision matmuls run in; weights, optimizer state and reductions stay fp32.
 
@@ -37,8 +45,7 @@ def autocast(device: str, dtype: str = "auto") -> contextlib.AbstractContextMana
     twice as fast (docs/benchmarks.md); `float32` never autocasts.
     """
     kind = device.split(":")[0]
-    if dtype == "auto":
-        dtype = "bfloat16" if kind == "cuda" and torch.cuda.is_bf16_supported() else "float32"
+    dtype = resolve_dtype(device, dtype)
     if dtype == "float32":
         return contextlib.nullcontext()
     if kind not in ("cuda", "cpu"):

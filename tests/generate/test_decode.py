@@ -117,3 +117,23 @@ def test_bad_input_is_a_clear_error():
         list(generate(model, torch.tensor([[1, 40]]), 3))
     with pytest.raises(GlassboxError, match="max_new_tokens"):
         list(generate(model, torch.tensor([[1]]), -1))
+
+
+@pytest.mark.parametrize("attention", ["manual", "sdpa"])
+def test_bfloat16_decoding_runs_with_a_half_size_cache(attention):
+    from glassbox.device import autocast
+
+    model = make_model(attention=attention)
+    idx = torch.randint(0, 23, (2, 12))
+    cache = model.new_cache(2, dtype=torch.bfloat16)
+    assert cache.bytes() * 2 == model.new_cache(2).bytes()
+    with autocast("cpu", "bfloat16"):
+        full = model(idx).float()
+        steps = [model(idx[:, :6], cache=cache)]
+        steps += [model(idx[:, t : t + 1], cache=cache) for t in range(6, 12)]
+    cached = torch.cat(steps, dim=1).float()
+    assert (cached - full).abs().max() < 0.05  # bf16 keeps ~3 significant digits
+    key_mask = torch.ones(2, 12, dtype=torch.bool)
+    key_mask[0, :4] = False
+    out = list(generate(model, idx, 8, temperature=0, key_mask=key_mask, dtype="bfloat16"))
+    assert len(out) == 8 and all(0 <= int(t) < 23 for step in out for t in step)

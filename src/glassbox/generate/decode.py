@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 import torch
 from torch import Tensor
 
+from glassbox.device import autocast, resolve_dtype
 from glassbox.errors import GlassboxError
 from glassbox.generate.sampling import check_sampling, sample_next
 from glassbox.models.gpt import GPT
@@ -37,12 +38,15 @@ def generate(
     key_mask: Tensor | None = None,
     use_cache: bool = True,
     stop_tokens: Iterable[int] = (),
+    dtype: str = "auto",
 ) -> Iterator[Tensor]:
     """Yield up to max_new_tokens new tokens, each (B,), continuing the prompts idx (B, T).
 
     key_mask (B, T): False marks left padding, so prompts of different lengths run as one
     batch. Prompts longer than the context window are cropped to their last block_size
-    tokens. The loop ends early once every row has produced one of stop_tokens.
+    tokens. The loop ends early once every row has produced one of stop_tokens. dtype
+    picks the matmul precision as in training (auto: bf16 autocast on CUDA, else fp32);
+    under bf16 the cache holds bf16 keys and values too, half the memory.
 
     >>> prompt = torch.tensor([[0, 5, 3]])
     >>> [int(t) for t in generate(model, prompt, 4, temperature=0)]  # doctest: +SKIP
@@ -71,10 +75,12 @@ def generate(
     mask = torch.cat([key_mask, key_mask.new_ones(B, max_new_tokens)], dim=1)  # (B, T0 + N)
     was_training = model.training
     model.eval()
+    device = idx.device.type
+    bf16 = resolve_dtype(device, dtype) == "bfloat16"
     try:
-        cache = model.new_cache(B) if use_cache else None
+        cache = model.new_cache(B, dtype=torch.bfloat16 if bf16 else None) if use_cache else None
         end = T0  # tokens[:, :end] are filled
-        logits = _prefill(model, tokens[:, :end], mask[:, :end], cache)  # (B, V)
+        logits = _prefill(model, tokens[:, :end], mask[:, :end], cache, dtype)  # (B, V)
         for step in range(max_new_tokens):
             next_id = sample_next(logits, temperature, top_k, top_p, generator)  # (B,)
             tokens[:, end] = next_id
@@ -87,20 +93,22 @@ def generate(
             if step == max_new_tokens - 1:
                 return
             if cache is None:  # recompute everything in the (sliding) window
-                logits = _prefill(model, tokens[:, :end], mask[:, :end], None)
+                logits = _prefill(model, tokens[:, :end], mask[:, :end], None, dtype)
             elif cache.length == cache.max_len:  # window full: keep its last 3/4
                 cache.reset()
                 keep = block - block // 4
                 logits = _prefill(model, tokens[:, end - keep : end], mask[:, end - keep : end],
-                                  cache)  # fmt: skip
+                                  cache, dtype)  # fmt: skip
             else:
-                logits = model(tokens[:, end - 1 : end], cache=cache)[:, -1]  # (B, V)
+                with autocast(device, dtype):
+                    logits = model(tokens[:, end - 1 : end], cache=cache)[:, -1]  # (B, V)
     finally:
         model.train(was_training)
 
 
-def _prefill(model: GPT, tokens: Tensor, mask: Tensor, cache) -> Tensor:
+def _prefill(model: GPT, tokens: Tensor, mask: Tensor, cache, dtype: str) -> Tensor:
     """Next-token logits (B, V) after the last block_size tokens (filling the cache)."""
     block = model.config.block_size
     tokens, mask = tokens[:, -block:], mask[:, -block:]
-    return model(tokens, cache=cache, key_mask=mask)[:, -1]  # (B, V)
+    with autocast(tokens.device.type, dtype):
+        return model(tokens, cache=cache, key_mask=mask)[:, -1]  # (B, V)
