@@ -16,6 +16,7 @@ from glassbox.config import (
     ACTIVATIONS,
     ATTENTION_IMPLS,
     DTYPES,
+    NORMS,
     POS_ENCODINGS,
     PRESETS,
     TOKENIZERS,
@@ -29,6 +30,7 @@ CHOICES = {
     "pos_encoding": POS_ENCODINGS,
     "attention": ATTENTION_IMPLS,
     "activation": ACTIVATIONS,
+    "norm": NORMS,
     "dtype": DTYPES,
     "tokenizer": TOKENIZERS,
 }

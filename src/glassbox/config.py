@@ -15,9 +15,10 @@ from typing import Any, TypeVar
 
 from glassbox.errors import GlassboxError
 
-POS_ENCODINGS = ("learned", "sinusoidal")
+POS_ENCODINGS = ("learned", "sinusoidal", "rope", "none")
 ATTENTION_IMPLS = ("auto", "sdpa", "manual")
-ACTIVATIONS = ("gelu", "gelu_tanh", "relu")
+ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "swiglu")
+NORMS = ("layernorm", "rmsnorm")
 DTYPES = ("auto", "float32", "bfloat16")
 TOKENIZERS = ("char", "bpe")
 
@@ -47,12 +48,16 @@ class ModelConfig:
     n_kv_head: int = 0  # heads of keys/values: 0 = n_head (multi-head), 1 = multi-query, else GQA
     dropout: float = 0.0
     bias: bool = False  # biases in Linear and LayerNorm layers
-    pos_encoding: str = "learned"  # learned | sinusoidal
+    # learned | sinusoidal (added to the embeddings) | rope (rotates q and k) | none
+    pos_encoding: str = "learned"
     # sdpa (F.scaled_dot_product_attention) | manual (the maths written out) | auto (the
     # faster of the two for the device and length; see glassbox/nn/attention.py)
     attention: str = "auto"
     mlp_ratio: int = 4  # hidden width of the MLP is mlp_ratio * n_embd
-    activation: str = "gelu"  # gelu (exact, erf) | gelu_tanh (GPT-2's approximation) | relu
+    # gelu (exact, erf) | gelu_tanh (GPT-2's approximation) | relu | swiglu (gated; hidden
+    # width 2/3 of mlp_ratio * n_embd so the MLP keeps its parameter count)
+    activation: str = "gelu"
+    norm: str = "layernorm"  # layernorm | rmsnorm
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "mlp_ratio"):
@@ -74,6 +79,11 @@ class ModelConfig:
         _check_choice("pos_encoding", self.pos_encoding, POS_ENCODINGS)
         _check_choice("attention", self.attention, ATTENTION_IMPLS)
         _check_choice("activation", self.activation, ACTIVATIONS)
+        _check_choice("norm", self.norm, NORMS)
+        if self.pos_encoding == "rope" and self.d_head % 2:
+            raise ConfigError(
+                f"rope rotates pairs of channels: d_head ({self.d_head}) must be even"
+            )
 
     @property
     def d_head(self) -> int:

@@ -13,6 +13,9 @@ VARIANTS = [
     dict(attention="sdpa"),
     dict(attention="manual", n_kv_head=2),
     dict(attention="sdpa", n_kv_head=1),
+    dict(pos_encoding="rope"),
+    dict(pos_encoding="rope", attention="sdpa", n_kv_head=2, norm="rmsnorm", activation="swiglu"),
+    dict(pos_encoding="none"),
 ]
 
 
@@ -69,7 +72,7 @@ def test_the_cache_is_preallocated_and_holds_only_the_kv_heads():
 
 
 @pytest.mark.parametrize("use_cache", [True, False])
-@pytest.mark.parametrize("changes", VARIANTS[:3])
+@pytest.mark.parametrize("changes", VARIANTS[:3] + VARIANTS[5:6])
 def test_a_padded_prompt_gives_the_same_tokens_as_alone(use_cache, changes):
     model = make_model(**changes)
     short, long = torch.randint(0, 23, (1, 4)), torch.randint(0, 23, (1, 9))

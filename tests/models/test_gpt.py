@@ -85,3 +85,29 @@ def test_sequence_longer_than_the_context_is_an_error():
     model = GPT(ModelConfig(**SMALL))
     with pytest.raises(GlassboxError, match="longer than block_size 16"):
         model(torch.zeros(1, 17, dtype=torch.long))
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        dict(pos_encoding="rope"),
+        dict(pos_encoding="none"),
+        dict(norm="rmsnorm"),
+        dict(activation="swiglu"),
+    ],
+)
+def test_variants_stay_causal(changes):
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(**SMALL, **changes)).eval()
+    idx = torch.randint(0, 11, (1, 16))
+    changed = idx.clone()
+    changed[0, 10] = (idx[0, 10] + 1) % 11
+    torch.testing.assert_close(model(idx)[:, :10], model(changed)[:, :10])
+
+
+def test_swiglu_keeps_the_mlp_about_the_same_size():
+    gelu = GPT(ModelConfig(vocab_size=11, n_embd=128, n_head=4)).blocks[0].mlp
+    swiglu = GPT(ModelConfig(vocab_size=11, n_embd=128, n_head=4, activation="swiglu"))
+    n_gelu = sum(p.numel() for p in gelu.parameters())
+    n_swiglu = sum(p.numel() for p in swiglu.blocks[0].mlp.parameters())
+    assert abs(n_swiglu - n_gelu) / n_gelu < 0.01

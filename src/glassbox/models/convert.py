@@ -50,6 +50,8 @@ def check_gpt2_compatible(config: ModelConfig) -> None:
         problems.append("activation='gelu_tanh'")
     if config.kv_heads != config.n_head:
         problems.append("n_kv_head = n_head")
+    if config.norm != "layernorm":
+        problems.append("norm='layernorm'")
     if config.mlp_ratio != 4:
         problems.append("mlp_ratio=4")
     if problems:

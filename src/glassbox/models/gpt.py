@@ -1,6 +1,6 @@
 """A decoder-only GPT, readable top to bottom.
 
-tokens -> token embedding + positions -> n_layer pre-norm blocks -> final LayerNorm ->
+tokens -> token embedding + positions -> n_layer pre-norm blocks -> final norm ->
 logits through the transposed token embedding (weight tying, as in GPT-2).
 """
 
@@ -15,6 +15,8 @@ from torch import Tensor, nn
 from glassbox.config import ModelConfig
 from glassbox.errors import GlassboxError
 from glassbox.nn import Block, KVCache, make_positions
+from glassbox.nn.norms import RMSNorm, make_norm
+from glassbox.nn.positional import RotaryPositions
 
 
 class GPT(nn.Module):
@@ -25,7 +27,12 @@ class GPT(nn.Module):
         self.pos_emb = make_positions(config)
         self.drop = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
-        self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.rotary = (
+            RotaryPositions(config.block_size, config.d_head)
+            if config.pos_encoding == "rope"
+            else None
+        )
+        self.ln_f = make_norm(config)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -38,9 +45,9 @@ class GPT(nn.Module):
                 nn.init.normal_(module.weight, mean=0.0, std=0.02)
             if isinstance(module, nn.Linear) and module.bias is not None:
                 nn.init.zeros_(module.bias)
-            if isinstance(module, nn.LayerNorm):
+            if isinstance(module, (nn.LayerNorm, RMSNorm)):
                 nn.init.ones_(module.weight)
-                if module.bias is not None:
+                if getattr(module, "bias", None) is not None:
                     nn.init.zeros_(module.bias)
         resid_std = 0.02 / math.sqrt(2 * self.config.n_layer)
         for block in self.blocks:
@@ -78,13 +85,16 @@ class GPT(nn.Module):
             hide = hide.masked_fill(~key_mask, torch.finfo(dtype).min / 2)[:, None, None, :]
         else:
             positions, hide = torch.arange(start, start + T, device=idx.device), None  # (T,)
-        x = self.tok_emb(idx) + self.pos_emb(positions)  # (B, T, C) resid_pre of block 0
+        x = self.tok_emb(idx)  # (B, T, C)
+        if self.pos_emb is not None:
+            x = x + self.pos_emb(positions)  # (B, T, C) resid_pre of block 0
         x = self.drop(x)
+        rotary = self.rotary(positions) if self.rotary is not None else None
         # A query sees every cached key plus the new keys up to itself; one new token
         # (decoding) sees everything, so it needs no triangle at all.
         causal = T > 1
         for layer, block in enumerate(self.blocks):
-            x = block(x, bias=hide, causal=causal, cache=cache, layer=layer)  # (B, T, C)
+            x = block(x, bias=hide, causal=causal, cache=cache, layer=layer, rotary=rotary)
         if cache is not None:
             cache.advance(T)
         x = self.ln_f(x)  # (B, T, C)
@@ -108,7 +118,7 @@ class GPT(nn.Module):
     def num_params(self, include_positions: bool = True) -> int:
         """Parameters of the model; the tied embedding/unembedding matrix counts once."""
         total = sum(p.numel() for p in self.parameters())  # parameters() yields each once
-        if not include_positions:
+        if not include_positions and self.pos_emb is not None:
             total -= sum(p.numel() for p in self.pos_emb.parameters())
         return total
 

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from glassbox.config import ModelConfig
 from glassbox.nn.kv_cache import KVCache
+from glassbox.nn.positional import apply_rotary
 
 
 @lru_cache(maxsize=16)
@@ -96,16 +97,20 @@ class CausalSelfAttention(nn.Module):
         causal: bool = True,
         cache: KVCache | None = None,
         layer: int = 0,
+        rotary: tuple[Tensor, Tensor] | None = None,
     ) -> Tensor:
         """x (B, T, C) -> (B, T, C). `causal` applies the usual triangle (aligned to the
         last T keys); `bias` adds any other mask, such as left padding. With a cache, the
-        new keys and values are stored in slot `layer` and attention sees all of them."""
+        new keys and values are stored in slot `layer` and attention sees all of them.
+        `rotary` (cos, sin) rotates q and k by their positions (RoPE) before k is cached."""
         B, T, C = x.shape
         H, H_kv, D = self.n_head, self.n_kv_head, self.d_head
         q, k, v = self.qkv(x).split([C, H_kv * D, H_kv * D], dim=2)
         q = q.view(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
         k = k.view(B, T, H_kv, D).transpose(1, 2)  # (B, H_kv, T, D)
         v = v.view(B, T, H_kv, D).transpose(1, 2)  # (B, H_kv, T, D)
+        if rotary is not None:
+            q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
         if cache is not None:
             k, v = cache.store(layer, k, v)  # (B, H_kv, S, D): every position so far
         dropout_p = self.dropout if self.training else 0.0

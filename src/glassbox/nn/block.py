@@ -12,14 +12,15 @@ from torch import Tensor, nn
 from glassbox.config import ModelConfig
 from glassbox.nn.attention import CausalSelfAttention
 from glassbox.nn.mlp import MLP
+from glassbox.nn.norms import make_norm
 
 
 class Block(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_1 = make_norm(config)
         self.attn = CausalSelfAttention(config)
-        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_2 = make_norm(config)
         self.mlp = MLP(config)
 
     def forward(self, x: Tensor, **attention_args) -> Tensor:

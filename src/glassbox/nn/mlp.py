@@ -18,15 +18,27 @@ ACTIVATIONS = {
 }
 
 
+def swiglu(h: Tensor) -> Tensor:
+    gate, value = h.chunk(2, dim=-1)  # (..., hidden) each
+    return F.silu(gate) * value
+
+
 class MLP(nn.Module):
+    """fc -> activation -> proj. With swiglu, fc makes two halves, a gate and a value, and
+    the activation is silu(gate) * value (Shazeer 2020); the hidden width is 2/3 of the
+    usual so that the three matrices hold as many weights as the usual two."""
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         hidden = config.mlp_ratio * config.n_embd
-        self.fc = nn.Linear(config.n_embd, hidden, bias=config.bias)
-        self.act = ACTIVATIONS[config.activation]
+        gated = config.activation == "swiglu"
+        if gated:
+            hidden = 2 * hidden // 3
+        self.fc = nn.Linear(config.n_embd, 2 * hidden if gated else hidden, bias=config.bias)
+        self.act = swiglu if gated else ACTIVATIONS[config.activation]
         self.proj = nn.Linear(hidden, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
-        h = self.act(self.fc(x))  # (B, T, 4C)
+        h = self.act(self.fc(x))  # (B, T, hidden)
         return self.dropout(self.proj(h))  # (B, T, C)
