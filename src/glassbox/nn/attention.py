@@ -119,7 +119,9 @@ class CausalSelfAttention(nn.Module):
             self.impl == "auto" and (x.is_cuda or S > AUTO_MANUAL_MAX_T)
         )
         if use_sdpa:
-            if causal and S != T:  # SDPA's is_causal aligns the triangle top-left
+            # SDPA's is_causal aligns the triangle top-left and is not documented to
+            # combine with attn_mask, so any other mask carries the triangle itself.
+            if causal and (S != T or bias is not None):
                 mask = causal_bias(T, S, x.device, q.dtype)
                 bias, causal = (mask if bias is None else bias + mask), False
             z = F.scaled_dot_product_attention(
