@@ -178,6 +178,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from glassbox import runs
     from glassbox.data import TokenDataset, load_text
+    from glassbox.data.tokens import windows
     from glassbox.device import resolve_device
     from glassbox.train.evaluate import mean_loss
 
@@ -189,13 +190,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         batches = dataset.windows(args.split, T, args.batch_size)
         source = f"{args.split} split of the run's corpus"
     else:
-        ids = np.asarray(tokenizer.encode(load_text(args.data)), dtype=np.int64)
+        ids = np.asarray(tokenizer.encode(load_text(args.data)), dtype=np.int64)  # (N,)
         if len(ids) < T + 1:
             raise GlassboxError(f"{args.data} has {len(ids)} tokens; eval needs {T + 1}")
-        n = (len(ids) - 1) // T
-        x = torch.from_numpy(ids[: n * T].reshape(n, T))  # (N, T)
-        y = torch.from_numpy(ids[1 : n * T + 1].reshape(n, T))  # (N, T)
-        batches = zip(x.split(args.batch_size), y.split(args.batch_size), strict=True)
+        batches = windows(ids, T, args.batch_size)
         source = args.data
     with torch.inference_mode():
         result = {"run": args.run, "data": source, **mean_loss(model, batches, device)}

@@ -76,10 +76,15 @@ class TokenDataset:
 
     def windows(self, split: str, block_size: int, batch_size: int):
         """Consecutive non-overlapping windows covering the split once, in batches."""
-        tokens = self.splits[split]
-        n = (len(tokens) - 1) // block_size
-        for first in range(0, n, batch_size):
-            rows = np.arange(first, min(first + batch_size, n)) * block_size  # (b,)
-            index = rows[:, None] + np.arange(block_size + 1)  # (b, T+1)
-            window = torch.from_numpy(tokens[index].astype(np.int64))
-            yield window[:, :-1], window[:, 1:]
+        return windows(self.splits[split], block_size, batch_size)
+
+
+def windows(tokens: np.ndarray, block_size: int, batch_size: int):
+    """(x, y) batches of consecutive non-overlapping windows that cover `tokens` once;
+    y is x shifted one token to the left. Each x, y: (b, block_size) int64."""
+    n = (len(tokens) - 1) // block_size
+    for first in range(0, n, batch_size):
+        rows = np.arange(first, min(first + batch_size, n)) * block_size  # (b,)
+        index = rows[:, None] + np.arange(block_size + 1)  # (b, T+1)
+        window = torch.from_numpy(tokens[index].astype(np.int64))  # (b, T+1)
+        yield window[:, :-1], window[:, 1:]
