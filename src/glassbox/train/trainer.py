@@ -125,6 +125,7 @@ def _loop(
 ) -> TrainResult:
     session = _Session(mc, tc, dataset, callback)
     start = session.restore() if resume else 0
+    session.metrics = open(session.run_dir / runs.METRICS, "a", encoding="utf-8")  # noqa: SIM115
     bar = tqdm(total=tc.max_iters, initial=start, disable=not progress, unit="it", desc="train")
     try:
         for it in range(start, tc.max_iters + 1):
@@ -169,7 +170,7 @@ class _Session:
         self.last_eval = (math.nan, math.nan)  # (train loss, val loss)
         self.times: list[float] = []  # ms per step, this session only
         self.tokens_per_step = tc.batch_size * tc.grad_accum * mc.block_size
-        self.metrics = open(self.run_dir / runs.METRICS, "a", encoding="utf-8")  # noqa: SIM115
+        self.metrics = None  # opened by _loop, after a resume has trimmed the file
 
     def restore(self) -> int:
         """Load the last checkpoint; returns the iteration to continue from."""
@@ -181,9 +182,7 @@ class _Session:
             torch.cuda.set_rng_state_all(cuda)
         self.best_val = meta["best_val_loss"]
         self.last_eval = (meta["train_loss"], meta["val_loss"])
-        self.metrics.close()
         _truncate_metrics(self.run_dir / runs.METRICS, meta["step"])
-        self.metrics = open(self.run_dir / runs.METRICS, "a", encoding="utf-8")  # noqa: SIM115
         return meta["step"]
 
     def rng_state(self) -> dict[str, torch.Tensor]:
