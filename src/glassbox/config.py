@@ -15,10 +15,12 @@ from typing import Any, TypeVar
 
 from glassbox.errors import GlassboxError
 
-POS_ENCODINGS = ("learned", "sinusoidal", "rope", "none")
+ARCHS = ("decoder", "encoder", "encoder-decoder")
+POS_ENCODINGS = ("learned", "sinusoidal", "rope", "alibi", "relative", "none")
 ATTENTION_IMPLS = ("auto", "sdpa", "manual")
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "swiglu")
-NORMS = ("layernorm", "rmsnorm")
+NORMS = ("layernorm", "rmsnorm", "batchnorm")
+NORM_PLACEMENTS = ("pre", "post")
 DTYPES = ("auto", "float32", "bfloat16")
 TOKENIZERS = ("char", "bpe")
 
@@ -34,12 +36,15 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
 
 @dataclass
 class ModelConfig:
-    """The shape of a decoder-only GPT.
+    """The shape of a transformer: which architecture, how big, and which variant of each part.
 
     Glossary used in shape comments everywhere: B batch, T time (sequence position),
     C = n_embd (residual stream width), H = n_head, D = d_head = C // H, V = vocab_size.
     """
 
+    # decoder (GPT: causal self-attention) | encoder (BERT: bidirectional, masked-LM) |
+    # encoder-decoder (the 2017 Transformer: the decoder also attends to the encoder)
+    arch: str = "decoder"
     vocab_size: int = 65
     block_size: int = 64  # longest context the model is trained on (and positions it knows)
     n_layer: int = 4
@@ -48,8 +53,11 @@ class ModelConfig:
     n_kv_head: int = 0  # heads of keys/values: 0 = n_head (multi-head), 1 = multi-query, else GQA
     dropout: float = 0.0
     bias: bool = False  # biases in Linear and LayerNorm layers
-    # learned | sinusoidal (added to the embeddings) | rope (rotates q and k) | none
+    # learned | sinusoidal (added to the embeddings) | rope (rotates q and k) | alibi (a
+    # linear distance penalty on the scores) | relative (Shaw et al. 2018: learned vectors
+    # per clipped offset, added to keys and values) | none
     pos_encoding: str = "learned"
+    max_relative_distance: int = 16  # relative: offsets beyond +-this share one vector
     # sdpa (F.scaled_dot_product_attention) | manual (the maths written out) | auto (the
     # faster of the two for the device and length; see glassbox/nn/attention.py)
     attention: str = "auto"
@@ -57,7 +65,11 @@ class ModelConfig:
     # gelu (exact, erf) | gelu_tanh (GPT-2's approximation) | relu | swiglu (gated; hidden
     # width 2/3 of mlp_ratio * n_embd so the MLP keeps its parameter count)
     activation: str = "gelu"
-    norm: str = "layernorm"  # layernorm | rmsnorm
+    shared_embeddings: bool = True  # encoder-decoder: one token table for source and target
+    norm: str = "layernorm"  # layernorm | rmsnorm | batchnorm (statistics over batch and time)
+    # pre (GPT-2: normalize each sublayer's input; final norm at the end) | post (2017
+    # paper and BERT: normalize after each residual addition)
+    norm_placement: str = "pre"
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "mlp_ratio"):
@@ -80,6 +92,12 @@ class ModelConfig:
         _check_choice("attention", self.attention, ATTENTION_IMPLS)
         _check_choice("activation", self.activation, ACTIVATIONS)
         _check_choice("norm", self.norm, NORMS)
+        _check_choice("norm_placement", self.norm_placement, NORM_PLACEMENTS)
+        _check_choice("arch", self.arch, ARCHS)
+        if self.max_relative_distance < 1:
+            raise ConfigError(
+                f"max_relative_distance must be >= 1; got {self.max_relative_distance}"
+            )
         if self.pos_encoding == "rope" and self.d_head % 2:
             raise ConfigError(
                 f"rope rotates pairs of channels: d_head ({self.d_head}) must be even"
@@ -88,6 +106,12 @@ class ModelConfig:
     @property
     def d_head(self) -> int:
         return self.n_embd // self.n_head
+
+    @property
+    def position_table(self) -> bool:
+        """Whether positions come from a table of block_size rows (so sequences longer than
+        block_size cannot be encoded); alibi, relative and none work at any length."""
+        return self.pos_encoding in ("learned", "sinusoidal", "rope")
 
     @property
     def kv_heads(self) -> int:
@@ -105,6 +129,16 @@ class TrainConfig:
     # training split; see docs/tokenization.md)
     tokenizer: str = "char"
     bpe_vocab_size: int = 4096  # ids of a learned BPE tokenizer: 256 bytes + merges
+    # Instead of a corpus, a synthetic task generated on the fly (data is then unused):
+    # copy | reverse | sort | addition (sequence to sequence, for arch encoder-decoder)
+    task: str = ""
+    task_alphabet: str = "0123456789"  # the symbols of copy/reverse/sort sequences
+    task_min_len: int = 10  # sequence length (addition: digits per operand) is drawn
+    task_max_len: int = 20  # uniformly from [task_min_len, task_max_len]
+    label_smoothing: float = 0.0  # seq2seq loss: weight spread evenly over the vocabulary
+    mlm_prob: float = (
+        0.15  # encoder: fraction of tokens to predict (80% [MASK], 10% random, 10% kept)
+    )
     batch_size: int = 12
     grad_accum: int = 1  # micro-batches per optimizer step
     max_iters: int = 2000
@@ -145,6 +179,10 @@ class TrainConfig:
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be in [0, 1); got {getattr(self, name)}")
         _check_choice("tokenizer", self.tokenizer, TOKENIZERS)
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"label_smoothing must be in [0, 1); got {self.label_smoothing}")
+        if not 0.0 < self.mlm_prob < 1.0:
+            raise ConfigError(f"mlm_prob must be in (0, 1); got {self.mlm_prob}")
         if self.bpe_vocab_size < 256:
             raise ConfigError(
                 f"bpe_vocab_size must be >= 256 (the bytes); got {self.bpe_vocab_size}"

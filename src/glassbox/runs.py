@@ -16,9 +16,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from glassbox.config import ModelConfig, TrainConfig, override
 from glassbox.errors import GlassboxError
-from glassbox.models.gpt import GPT
+from glassbox.models import build_model
 from glassbox.tokenizers import Tokenizer, load_tokenizer
 from glassbox.train.checkpoint import atomic_write, load_model_state
 
@@ -95,13 +97,14 @@ def checkpoint_path(run_dir: Path | str, which: str = "best") -> Path:
 
 def load_model(
     run_dir: Path | str, which: str = "best", device: str = "cpu"
-) -> tuple[GPT, Tokenizer]:
-    """The trained model (in eval mode) and its tokenizer.
+) -> tuple[nn.Module, Tokenizer]:
+    """The trained model (in eval mode; GPT, Encoder or EncoderDecoder as its config's
+    arch says) and its tokenizer.
 
     >>> model, tokenizer = load_model("runs/default")  # doctest: +SKIP
     """
     model_config, _ = load_configs(run_dir)
     tokenizer = load_run_tokenizer(run_dir)
-    model = GPT(model_config)
+    model = build_model(model_config)
     load_model_state(checkpoint_path(run_dir, which), model)
     return model.to(device).eval(), tokenizer

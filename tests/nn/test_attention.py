@@ -1,7 +1,7 @@
 import torch
 
 from glassbox.config import ModelConfig
-from glassbox.nn import CausalSelfAttention, manual_attention
+from glassbox.nn import SelfAttention, manual_attention
 
 
 def test_manual_attention_is_softmax_of_scaled_scores_with_a_causal_mask():
@@ -16,10 +16,8 @@ def test_manual_attention_is_softmax_of_scaled_scores_with_a_causal_mask():
 def test_manual_and_fused_attention_agree():
     torch.manual_seed(0)
     config = ModelConfig(n_embd=64, n_head=4, block_size=32, attention="sdpa")
-    fused = CausalSelfAttention(config)
-    manual = CausalSelfAttention(
-        ModelConfig(n_embd=64, n_head=4, block_size=32, attention="manual")
-    )
+    fused = SelfAttention(config)
+    manual = SelfAttention(ModelConfig(n_embd=64, n_head=4, block_size=32, attention="manual"))
     manual.load_state_dict(fused.state_dict())
     x = torch.randn(3, 32, 64)
     assert (fused(x) - manual(x)).abs().max() < 1e-5

@@ -67,17 +67,18 @@ def test_resume_can_extend_a_run_but_not_change_its_maths(tiny_configs):
 
 
 def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny_configs, monkeypatch):
-    import glassbox.train.trainer as trainer
+    from glassbox.train.objectives import CausalLM
 
     model_config, train_config = tiny_configs()
     run_dir = tmp = train_config.run_dir
-    real_loss = trainer.lm_loss
+    real_loss = CausalLM.loss
 
-    def loss_that_explodes(logits, targets, calls=[0]):  # noqa: B006 - a call counter
-        calls[0] += 1
-        return real_loss(logits, targets) * (math.nan if calls[0] == 7 else 1.0)
+    def loss_that_explodes(self, model, batch, *, train=True, calls=[0]):  # noqa: B006
+        calls[0] += train  # counts training steps, not evaluation batches
+        blow_up = train and calls[0] == 7
+        return real_loss(self, model, batch) * (math.nan if blow_up else 1.0)
 
-    monkeypatch.setattr(trainer, "lm_loss", loss_that_explodes)
+    monkeypatch.setattr(CausalLM, "loss", loss_that_explodes)
     with pytest.raises(TrainingDiverged, match="loss became nan at iteration"):
         train(model_config, train_config, progress=False)
     meta = runs.read_config(tmp)

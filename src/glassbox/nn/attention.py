@@ -1,4 +1,7 @@
-"""Multi-head causal self-attention, with every head computed at once.
+"""Multi-head attention, with every head computed at once: self-attention (causal for a
+decoder, bidirectional for an encoder) and cross-attention (a decoder's queries reading
+the encoder's output). Both share the attention maths and the output projection; they
+differ only in where keys and values come from.
 
 Grouped-query attention is the same module with fewer key/value heads than query heads.
 
@@ -25,7 +28,7 @@ from torch import Tensor, nn
 
 from glassbox.config import ModelConfig
 from glassbox.nn.kv_cache import KVCache
-from glassbox.nn.positional import apply_rotary
+from glassbox.nn.positional import RelativePositions, apply_rotary
 
 
 @lru_cache(maxsize=16)
@@ -49,6 +52,7 @@ def manual_attention(
     causal: bool = True,
     bias: Tensor | None = None,
     dropout_p: float = 0.0,
+    relative: tuple[Tensor, Tensor] | None = None,
 ) -> Tensor:
     """softmax(q kᵀ / √D + mask) v, written out.
 
@@ -56,14 +60,18 @@ def manual_attention(
     divides H and each key/value head serves H // H_kv query heads (grouped-query
     attention; H_kv = H is plain multi-head). With `causal`, query t sees key s only if
     s <= t + (S - T): queries are the last T of the S positions. `bias` is an additive
-    mask broadcastable to (B, H, T, S) (-inf hides a key). Returns (B, H, T, D).
+    mask broadcastable to (B, H, T, S) (-inf hides a key). `relative` (a_K, a_V), each
+    (T, S, D), are Shaw et al.'s relative vectors added to every key and value as seen
+    from each query. Returns (B, H, T, D).
     """
     B, H, T, D = q.shape
     H_kv, S = k.size(1), k.size(2)
-    q = q.view(B, H_kv, H // H_kv, T, D)  # (B, H_kv, G, T, D): query heads by group
+    scale = 1.0 / math.sqrt(D)
+    q_grouped = q.view(B, H_kv, H // H_kv, T, D)  # (B, H_kv, G, T, D): query heads by group
     k, v = k.unsqueeze(2), v.unsqueeze(2)  # (B, H_kv, 1, S, D): shared within a group
-    scores = q @ k.transpose(-2, -1) * (1.0 / math.sqrt(D))  # (B, H_kv, G, T, S)
-    scores = scores.view(B, H, T, S)  # (B, H, T, S)
+    scores = (q_grouped @ k.transpose(-2, -1)).view(B, H, T, S) * scale  # (B, H, T, S)
+    if relative is not None:
+        scores = scores + torch.einsum("bhtd,tsd->bhts", q, relative[0]) * scale
     if causal:
         scores = scores + causal_bias(T, S, q.device, scores.dtype)  # -inf on future keys
     if bias is not None:
@@ -71,11 +79,19 @@ def manual_attention(
     pattern = scores.softmax(dim=-1)  # (B, H, T, S): each row sums to 1
     if dropout_p > 0.0:
         pattern = F.dropout(pattern, p=dropout_p)
-    z = pattern.view(B, H_kv, H // H_kv, T, S) @ v  # (B, H_kv, G, T, D)
-    return z.view(B, H, T, D)
+    z = (pattern.view(B, H_kv, H // H_kv, T, S) @ v).view(B, H, T, D)  # (B, H, T, D)
+    if relative is not None:
+        z = z + torch.einsum("bhts,tsd->bhtd", pattern, relative[1])
+    return z
 
 
-class CausalSelfAttention(nn.Module):
+class Attention(nn.Module):
+    """What self- and cross-attention share: heads in, attention, heads out.
+
+    Subclasses make q (B, H, T, D) and k, v (B, H_kv, S, D); `attend` mixes the values and
+    `proj` writes the heads back into the residual stream.
+    """
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.n_head = config.n_head
@@ -83,11 +99,65 @@ class CausalSelfAttention(nn.Module):
         self.d_head = config.d_head
         self.impl = config.attention
         self.dropout = config.dropout
+        self.proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.resid_dropout = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
+
+    def heads(self, t: Tensor, n: int) -> Tensor:
+        """(B, T, n*D) -> (B, n, T, D): heads become a batch dimension."""
+        B, T, _ = t.shape
+        return t.view(B, T, n, self.d_head).transpose(1, 2)
+
+    def attend(
+        self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        *,
+        causal: bool,
+        bias: Tensor | None,
+        relative: tuple[Tensor, Tensor] | None = None,
+    ) -> Tensor:
+        """Attention output (B, T, C) from q, k, v, before the output projection."""
+        B, H, T, D = q.shape
+        S = k.size(2)
+        dropout_p = self.dropout if self.training else 0.0
+        use_sdpa = relative is None and (
+            self.impl == "sdpa" or (self.impl == "auto" and (q.is_cuda or S > AUTO_MANUAL_MAX_T))
+        )
+        if use_sdpa:
+            # SDPA's is_causal aligns the triangle top-left and is not documented to
+            # combine with attn_mask, so any other mask carries the triangle itself.
+            if causal and (S != T or bias is not None):
+                mask = causal_bias(T, S, q.device, q.dtype)
+                bias, causal = (mask if bias is None else bias + mask), False
+            z = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=bias, dropout_p=dropout_p, is_causal=causal,
+                enable_gqa=k.size(1) != H,
+            )  # fmt: skip
+        else:
+            z = manual_attention(
+                q, k, v, causal=causal, bias=bias, dropout_p=dropout_p, relative=relative
+            )
+        return z.transpose(1, 2).reshape(B, T, H * D)  # (B, T, C): heads side by side again
+
+    def out(self, z: Tensor) -> Tensor:
+        return self.resid_dropout(self.proj(z))  # (B, T, C)
+
+
+class SelfAttention(Attention):
+    """Queries, keys and values all from x. Causal in a decoder, bidirectional (with a
+    padding mask) in an encoder."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
         C, kv_width = config.n_embd, config.kv_heads * config.d_head
         # q for all heads, then k and v for the key/value heads, in one matmul
         self.qkv = nn.Linear(C, C + 2 * kv_width, bias=config.bias)
-        self.proj = nn.Linear(C, C, bias=config.bias)  # writes the heads back to the residual
-        self.resid_dropout = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
+        self.relative = (
+            RelativePositions(config.max_relative_distance, config.d_head)
+            if config.pos_encoding == "relative"
+            else None
+        )
 
     def forward(
         self,
@@ -98,37 +168,53 @@ class CausalSelfAttention(nn.Module):
         cache: KVCache | None = None,
         layer: int = 0,
         rotary: tuple[Tensor, Tensor] | None = None,
+        offsets: Tensor | None = None,
     ) -> Tensor:
         """x (B, T, C) -> (B, T, C). `causal` applies the usual triangle (aligned to the
-        last T keys); `bias` adds any other mask, such as left padding. With a cache, the
-        new keys and values are stored in slot `layer` and attention sees all of them.
-        `rotary` (cos, sin) rotates q and k by their positions (RoPE) before k is cached."""
-        B, T, C = x.shape
-        H, H_kv, D = self.n_head, self.n_kv_head, self.d_head
+        last T keys); `bias` adds any other mask, such as padding or ALiBi. With a cache,
+        the new keys and values are stored in slot `layer` and attention sees all of them.
+        `rotary` (cos, sin) rotates q and k by their positions (RoPE) before k is cached;
+        `offsets` (T, S), key slot minus query slot, index the relative vectors."""
+        C, H_kv, D = x.size(-1), self.n_kv_head, self.d_head
         q, k, v = self.qkv(x).split([C, H_kv * D, H_kv * D], dim=2)
-        q = q.view(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
-        k = k.view(B, T, H_kv, D).transpose(1, 2)  # (B, H_kv, T, D)
-        v = v.view(B, T, H_kv, D).transpose(1, 2)  # (B, H_kv, T, D)
+        q, k, v = self.heads(q, self.n_head), self.heads(k, H_kv), self.heads(v, H_kv)
         if rotary is not None:
             q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
         if cache is not None:
             k, v = cache.store(layer, k, v)  # (B, H_kv, S, D): every position so far
-        dropout_p = self.dropout if self.training else 0.0
-        S = k.size(2)
-        use_sdpa = self.impl == "sdpa" or (
-            self.impl == "auto" and (x.is_cuda or S > AUTO_MANUAL_MAX_T)
-        )
-        if use_sdpa:
-            # SDPA's is_causal aligns the triangle top-left and is not documented to
-            # combine with attn_mask, so any other mask carries the triangle itself.
-            if causal and (S != T or bias is not None):
-                mask = causal_bias(T, S, x.device, q.dtype)
-                bias, causal = (mask if bias is None else bias + mask), False
-            z = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=bias, dropout_p=dropout_p, is_causal=causal,
-                enable_gqa=H_kv != H,
-            )  # fmt: skip
+        relative = self.relative(offsets) if self.relative is not None else None
+        z = self.attend(q, k, v, causal=causal, bias=bias, relative=relative)
+        return self.out(z)
+
+
+class CrossAttention(Attention):
+    """Queries from the decoder's stream x, keys and values from the encoder's output
+    (`memory`). Never causal: every target position may read every real source position;
+    `bias` hides the source's padding. During decoding the memory is fixed, so its keys
+    and values are computed once per layer and kept in the cache."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        C, kv_width = config.n_embd, config.kv_heads * config.d_head
+        self.q = nn.Linear(C, C, bias=config.bias)
+        self.kv = nn.Linear(C, 2 * kv_width, bias=config.bias)
+
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor,
+        *,
+        bias: Tensor | None = None,
+        cache: KVCache | None = None,
+        layer: int = 0,
+    ) -> Tensor:
+        """x (B, T, C) and memory (B, S, C) -> (B, T, C)."""
+        q = self.heads(self.q(x), self.n_head)  # (B, H, T, D)
+        if cache is not None and layer in cache.cross:
+            k, v = cache.cross[layer]
         else:
-            z = manual_attention(q, k, v, causal=causal, bias=bias, dropout_p=dropout_p)
-        z = z.transpose(1, 2).reshape(B, T, C)  # (B, T, H*D): heads side by side again
-        return self.resid_dropout(self.proj(z))  # (B, T, C)
+            k, v = self.kv(memory).chunk(2, dim=-1)
+            k, v = self.heads(k, self.n_kv_head), self.heads(v, self.n_kv_head)  # (B, H_kv, S, D)
+            if cache is not None:
+                cache.cross[layer] = (k, v)
+        return self.out(self.attend(q, k, v, causal=False, bias=bias))

@@ -20,7 +20,8 @@ class KVCache:
 
     k, v: (L, B, H_kv, max_len, D). `length` positions are filled. `key_mask` (B, max_len)
     marks real tokens (False for left padding), so batched prompts of different lengths
-    share one cache.
+    share one cache. `cross` holds an encoder-decoder's cross-attention keys and values,
+    (B, H_kv, S_src, D) per layer, computed from the encoder output on first use.
 
     >>> cache = KVCache(n_layer=2, batch_size=1, n_kv_head=4, max_len=64, d_head=32)
     >>> cache.bytes()
@@ -45,11 +46,22 @@ class KVCache:
         self.max_len = max_len
         self.length = 0
         self.has_padding = False
+        self.cross: dict[int, tuple[Tensor, Tensor]] = {}
 
     def reset(self) -> None:
         self.length = 0
         self.key_mask.fill_(True)
         self.has_padding = False
+        self.cross.clear()
+
+    def reorder(self, rows: Tensor) -> None:
+        """Keep batch rows `rows` (B,) in that order, e.g. the surviving beams of a beam
+        search, each of which continues the hypothesis of the row it came from."""
+        end = self.length
+        self.k[:, :, :, :end] = self.k[:, rows, :, :end]
+        self.v[:, :, :, :end] = self.v[:, rows, :, :end]
+        self.key_mask[:] = self.key_mask[rows]
+        self.cross = {layer: (k[rows], v[rows]) for layer, (k, v) in self.cross.items()}
 
     def add_mask(self, key_mask: Tensor) -> None:
         """Record which of the next key_mask.size(1) positions are real tokens."""

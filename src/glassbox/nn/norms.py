@@ -1,7 +1,14 @@
-"""Normalization layers: LayerNorm (PyTorch's) and RMSNorm (written here).
+"""Normalization layers: LayerNorm (PyTorch's), RMSNorm and BatchNorm over tokens.
 
 RMSNorm divides by the root mean square of the features and skips LayerNorm's mean
 subtraction and bias: one reduction instead of two, and in practice the same quality.
+
+BatchNorm is here to be compared, not recommended. It normalizes each feature with
+statistics over every token of the batch, so in training a token's output depends on
+the other sequences and on later positions of its own (a causal model can peek at the
+future through the batch mean), padding tokens shift the statistics, and at evaluation
+it switches to running averages that differ from what it trained with. LayerNorm and
+RMSNorm normalize each token on its own and have none of these problems.
 """
 
 from __future__ import annotations
@@ -29,7 +36,20 @@ class RMSNorm(nn.Module):
         return x * inv_rms * self.weight  # (..., C)
 
 
+class BatchNorm(nn.Module):
+    """BatchNorm1d over the feature dimension, with every (batch, time) position a sample."""
+
+    def __init__(self, n_embd: int) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm1d(n_embd)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.norm(x.reshape(-1, x.size(-1))).view(x.shape)  # (..., C)
+
+
 def make_norm(config: ModelConfig) -> nn.Module:
     if config.norm == "rmsnorm":
         return RMSNorm(config.n_embd)
+    if config.norm == "batchnorm":
+        return BatchNorm(config.n_embd)
     return nn.LayerNorm(config.n_embd, bias=config.bias)

@@ -1,7 +1,14 @@
-"""Where a token is: learned or sinusoidal vectors added to the embeddings, or rotary.
+"""Where a token is. Three families:
 
-All of them take position indices explicitly, so that a decoder with a cache can ask for
-positions t..t+n and left-padded rows can count positions from their first real token.
+- added to the token embeddings: learned (GPT-2, BERT) or sinusoidal (the 2017 paper);
+- applied to q and k: rotary (RoPE), so scores depend on the offset between positions;
+- added to the attention scores or keys/values from the offset alone: ALiBi's linear
+  penalty and Shaw et al.'s learned relative vectors. These two have no table of absolute
+  positions, so they also run on sequences longer than any seen in training.
+
+The absolute schemes take position indices explicitly, so that a decoder with a cache can
+ask for positions t..t+n and left-padded rows can count positions from their first real
+token; the relative ones take query and key slot indices, whose differences are the same.
 """
 
 from __future__ import annotations
@@ -77,6 +84,49 @@ def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     half = x.size(-1) // 2
     rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)  # (x1, x2) -> (-x2, x1)
     return x * cos + rotated * sin
+
+
+def alibi_slopes(n_head: int) -> Tensor:
+    """One penalty slope per head (Press et al. 2022): the geometric sequence 2^(-8h/n)
+    for h = 1..n when n is a power of two. Otherwise the slopes of the largest power of
+    two below n, then every other slope of the next power of two, until there are n."""
+    n = 2 ** math.floor(math.log2(n_head))
+    slopes = [2 ** (-8 * h / n) for h in range(1, n + 1)]
+    extra = [2 ** (-8 * h / (2 * n)) for h in range(1, 2 * n + 1, 2)]
+    return torch.tensor(slopes + extra[: n_head - n])  # (H,)
+
+
+class ALiBi(nn.Module):
+    """Attention with linear biases: score(t, s) -= slope_h * |t - s|. No parameters and
+    nothing added to the embeddings; each head looks back over its own typical distance
+    (steep slopes make local heads, shallow ones almost global heads)."""
+
+    def __init__(self, n_head: int) -> None:
+        super().__init__()
+        self.register_buffer("slopes", alibi_slopes(n_head), persistent=False)  # (H,)
+
+    def forward(self, query_slots: Tensor, key_slots: Tensor) -> Tensor:
+        """(1, H, T, S) additive bias for queries at query_slots (T,), keys at key_slots (S,)."""
+        distance = (query_slots[:, None] - key_slots[None, :]).abs()  # (T, S)
+        return -(self.slopes[:, None, None] * distance)[None]  # (1, H, T, S)
+
+
+class RelativePositions(nn.Module):
+    """Relative position representations (Shaw, Uszkoreit and Vaswani 2018): one learned
+    vector per offset s - t in [-K, K] (offsets beyond are clipped to ±K) for the keys and
+    another for the values, shared by all heads of a layer. Attention then scores
+    q_t·(k_s + a^K_{s-t}) and outputs Σ_s p_ts (v_s + a^V_{s-t})."""
+
+    def __init__(self, max_distance: int, d_head: int) -> None:
+        super().__init__()
+        self.max_distance = max_distance
+        self.keys = nn.Embedding(2 * max_distance + 1, d_head)
+        self.values = nn.Embedding(2 * max_distance + 1, d_head)
+
+    def forward(self, offsets: Tensor) -> tuple[Tensor, Tensor]:
+        """The key and value vectors, (T, S, D) each, for offsets (T, S) = key - query."""
+        index = offsets.clamp(-self.max_distance, self.max_distance) + self.max_distance
+        return self.keys(index), self.values(index)
 
 
 def make_positions(config: ModelConfig) -> nn.Module | None:

@@ -57,6 +57,10 @@ def load_tokenizer(data: dict[str, Any]) -> Tokenizer:
         return CharTokenizer.from_dict(data)
     if kind == "bpe":
         return BPETokenizer.from_dict(data)
+    if kind == "task":
+        from glassbox.data.tasks import TaskTokenizer  # a synthetic task's symbols
+
+        return TaskTokenizer.from_dict(data)
     raise TokenizerError(f"unknown tokenizer type {kind!r}")
 
 

@@ -8,37 +8,34 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import Tensor
 
-from glassbox.data import TokenDataset
 from glassbox.device import autocast
 from glassbox.models.gpt import lm_loss
 
 
 @torch.no_grad()
 def estimate_loss(
-    forward: Callable[[Tensor], Tensor],
-    dataset: TokenDataset,
+    model: Callable[..., Tensor],
+    objective,
     *,
-    batch_size: int,
-    block_size: int,
     eval_iters: int,
     seed: int,
     device: str,
     dtype: str = "auto",
 ) -> dict[str, float]:
-    """Mean loss over `eval_iters` random batches of each split.
+    """Mean loss of `objective` (glassbox.train.objectives) over `eval_iters` random
+    batches of each split.
 
     The batches come from a generator seeded afresh on every call, so successive
-    evaluations of a run score the same windows and differ only by the model.
+    evaluations of a run score the same examples and differ only by the model.
     """
     result = {}
     for split in ("train", "val"):
         generator = torch.Generator().manual_seed(seed)
         total = 0.0
         for _ in range(eval_iters):
-            x, y = dataset.batch(split, batch_size, block_size, generator)
-            x, y = x.to(device), y.to(device)
+            batch = tuple(t.to(device) for t in objective.batch(split, generator))
             with autocast(device, dtype):
-                total += lm_loss(forward(x), y).item()
+                total += objective.loss(model, batch, train=False).item()
         result[split] = total / eval_iters
     return result
 

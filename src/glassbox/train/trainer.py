@@ -25,10 +25,18 @@ from glassbox.data import TokenDataset, corpus_name, iter_text, load_text, write
 from glassbox.data.tokens import TRAIN_FRACTION
 from glassbox.device import autocast, resolve_device, tune_cpu_allocator
 from glassbox.errors import GlassboxError
-from glassbox.models.gpt import GPT, lm_loss
+from glassbox.models import build_model
 from glassbox.tokenizers import BPETokenizer, CharTokenizer, Tokenizer
 from glassbox.train.checkpoint import load_checkpoint, save_checkpoint
 from glassbox.train.evaluate import estimate_loss
+from glassbox.train.objectives import (
+    ENCODER_SPECIALS,
+    CausalLM,
+    MaskedLM,
+    Seq2Seq,
+    held_out_examples,
+    task_from_config,
+)
 from glassbox.train.optim import configure_optimizer, lr_at
 
 # What may change when a run is resumed: how long, where and how fast it runs. (The replay
@@ -58,7 +66,8 @@ def train(
     progress: bool = True,
     callback: Callable[[dict[str, Any]], None] | None = None,
 ) -> TrainResult:
-    """Tokenize the data, build a GPT and train it, writing everything to run_dir.
+    """Tokenize the data (or set up the task), build the model that model_config.arch
+    names and train it, writing everything to run_dir.
 
     >>> from glassbox.config import from_preset
     >>> result = train(*from_preset("char-tiny", run_dir="runs/tiny"))  # doctest: +SKIP
@@ -75,20 +84,16 @@ def train(
         runs.remove_run_files(run_dir)  # only what a run writes, never anything else there
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    spec = train_config.data
-    tokenizer, chunks = _build_tokenizer(train_config)
-    n_tokens = write_tokens(chunks, tokenizer.encode, tokenizer.vocab_size, run_dir / runs.TOKENS)
-    model_config = override(model_config, {"vocab_size": tokenizer.vocab_size})
-    dataset = TokenDataset(run_dir / runs.TOKENS, tokenizer.vocab_size)
-    dataset.check_fits(model_config.block_size)
+    if train_config.task:
+        tokenizer, corpus = _prepare_task(model_config, train_config)
+    else:
+        tokenizer, corpus = _prepare_corpus(model_config, train_config, run_dir)
+    n_specials = len(ENCODER_SPECIALS) if model_config.arch == "encoder" else 0
+    model_config = override(model_config, {"vocab_size": tokenizer.vocab_size + n_specials})
     runs.write_json(run_dir / runs.TOKENIZER, tokenizer.to_dict())
-    runs.save_config(
-        run_dir, model_config, train_config, corpus={"name": corpus_name(spec), "tokens": n_tokens}
-    )
+    runs.save_config(run_dir, model_config, train_config, corpus=corpus)
     (run_dir / runs.METRICS).unlink(missing_ok=True)
-    return _loop(
-        model_config, train_config, dataset, resume=False, progress=progress, callback=callback
-    )
+    return _loop(model_config, train_config, resume=False, progress=progress, callback=callback)
 
 
 def resume(
@@ -108,22 +113,18 @@ def resume(
         )
     train_config = override(train_config, {**changes, "run_dir": str(run_dir)})
     runs.update_train_config(run_dir, train_config)
-    dataset = TokenDataset(Path(run_dir) / runs.TOKENS, model_config.vocab_size)
-    return _loop(
-        model_config, train_config, dataset, resume=True, progress=progress, callback=callback
-    )
+    return _loop(model_config, train_config, resume=True, progress=progress, callback=callback)
 
 
 def _loop(
     mc: ModelConfig,
     tc: TrainConfig,
-    dataset: TokenDataset,
     *,
     resume: bool,
     progress: bool,
     callback: Callable[[dict[str, Any]], None] | None,
 ) -> TrainResult:
-    session = _Session(mc, tc, dataset, callback)
+    session = _Session(mc, tc, callback)
     start = session.restore() if resume else 0
     session.metrics = open(session.run_dir / runs.METRICS, "a", encoding="utf-8")  # noqa: SIM115
     bar = tqdm(total=tc.max_iters, initial=start, disable=not progress, unit="it", desc="train")
@@ -153,23 +154,24 @@ def _loop(
 class _Session:
     """The state of one training session: model, optimizer, RNG and the metrics log."""
 
-    def __init__(self, mc: ModelConfig, tc: TrainConfig, dataset: TokenDataset, callback):
-        self.mc, self.tc, self.dataset, self.callback = mc, tc, dataset, callback
+    def __init__(self, mc: ModelConfig, tc: TrainConfig, callback):
+        self.mc, self.tc, self.callback = mc, tc, callback
         self.run_dir = Path(tc.run_dir)
+        self.objective = build_objective(mc, tc)
         self.device = resolve_device(tc.device)
         if tc.threads:
             torch.set_num_threads(tc.threads)
         if self.device == "cpu":
             tune_cpu_allocator()
         torch.manual_seed(tc.seed)  # the initial weights, and dropout from then on
-        self.model = GPT(mc).to(self.device)
+        self.model = build_model(mc).to(self.device)
         self.optimizer = configure_optimizer(self.model, tc, self.device)
         self.batches = torch.Generator().manual_seed(tc.seed)  # the data order, on its own
         self.forward = torch.compile(self.model) if tc.compile else self.model  # save `model`
         self.best_val = math.inf
         self.last_eval = (math.nan, math.nan)  # (train loss, val loss)
         self.times: list[float] = []  # ms per step, this session only
-        self.tokens_per_step = tc.batch_size * tc.grad_accum * mc.block_size
+        self.tokens_per_step = self.objective.tokens_per_batch * tc.grad_accum
         self.metrics = None  # opened by _loop, after a resume has trimmed the file
 
     def restore(self) -> int:
@@ -203,9 +205,7 @@ class _Session:
         self.model.eval()
         losses = estimate_loss(
             self.forward,
-            self.dataset,
-            batch_size=self.tc.batch_size,
-            block_size=self.mc.block_size,
+            self.objective,
             eval_iters=self.tc.eval_iters,
             seed=self.tc.seed + 1,
             device=self.device,
@@ -241,10 +241,10 @@ class _Session:
             group["lr"] = lr
         loss_sum = 0.0
         for _ in range(tc.grad_accum):
-            x, y = self.dataset.batch("train", tc.batch_size, self.mc.block_size, self.batches)
-            x, y = x.to(self.device), y.to(self.device)  # (B, T) each
+            batch = self.objective.batch("train", self.batches)
+            batch = tuple(t.to(self.device) for t in batch)
             with autocast(self.device, tc.dtype):
-                loss = lm_loss(self.forward(x), y) / tc.grad_accum
+                loss = self.objective.loss(self.forward, batch) / tc.grad_accum
             loss.backward()
             loss_sum += loss.item()
         if not math.isfinite(loss_sum):
@@ -270,6 +270,52 @@ class _Session:
             }
         )
         return loss_sum, lr, tokens_per_s
+
+
+def _prepare_task(mc: ModelConfig, tc: TrainConfig) -> tuple[Tokenizer, dict[str, Any]]:
+    """A synthetic task needs no corpus: only its tokenizer, and room for its sequences."""
+    task = task_from_config(tc)
+    if mc.arch != "encoder-decoder":
+        raise GlassboxError(
+            f"task {tc.task} maps a source to a target: it needs --arch encoder-decoder, "
+            f"not {mc.arch}"
+        )
+    longest = max(task.max_source_len, task.max_target_len)
+    if mc.position_table and longest > mc.block_size:
+        raise GlassboxError(
+            f"task {tc.task} makes sequences of up to {longest} tokens, longer than "
+            f"block_size {mc.block_size}; raise --block-size or lower --task-max-len"
+        )
+    return task.tokenizer, {"name": f"task:{tc.task}", "tokens": 0}
+
+
+def _prepare_corpus(
+    mc: ModelConfig, tc: TrainConfig, run_dir: Path
+) -> tuple[Tokenizer, dict[str, Any]]:
+    """Build the tokenizer and write the corpus's ids to the run's token file."""
+    if mc.arch == "encoder-decoder":
+        raise GlassboxError(
+            "an encoder-decoder trains on a source -> target task: pass --task "
+            "(copy, reverse, sort or addition)"
+        )
+    tokenizer, chunks = _build_tokenizer(tc)
+    path = run_dir / runs.TOKENS
+    n_tokens = write_tokens(chunks, tokenizer.encode, tokenizer.vocab_size, path)
+    TokenDataset(path, tokenizer.vocab_size).check_fits(mc.block_size)
+    return tokenizer, {"name": corpus_name(tc.data), "tokens": n_tokens}
+
+
+def build_objective(mc: ModelConfig, tc: TrainConfig):
+    """What the run's model learns to predict (glassbox.train.objectives), with its data."""
+    if tc.task:
+        task = task_from_config(tc)
+        return Seq2Seq(task, tc.batch_size, held_out_examples(task, tc.seed), tc.label_smoothing)
+    if mc.arch == "encoder":
+        text_vocab = mc.vocab_size - len(ENCODER_SPECIALS)
+        dataset = TokenDataset(Path(tc.run_dir) / runs.TOKENS, text_vocab)
+        return MaskedLM(dataset, tc.batch_size, mc.block_size, mc.vocab_size, tc.mlm_prob)
+    dataset = TokenDataset(Path(tc.run_dir) / runs.TOKENS, mc.vocab_size)
+    return CausalLM(dataset, tc.batch_size, mc.block_size)
 
 
 def _build_tokenizer(tc: TrainConfig) -> tuple[Tokenizer, Iterable[str]]:
