@@ -1,4 +1,5 @@
-"""`glassbox train | sample | eval`: a thin command line over the Python API.
+"""`glassbox train | sample | eval | fill-mask | count | tokenize`: a thin command line
+over the Python API.
 
 Every model and train config field is a flag (`--n-layer 6`, `--no-bias`), typed from the
 dataclass, so a typo or a wrong type is an argparse error rather than a silent default.
@@ -14,8 +15,10 @@ from typing import Any
 
 from glassbox.config import (
     ACTIVATIONS,
+    ARCHS,
     ATTENTION_IMPLS,
     DTYPES,
+    NORM_PLACEMENTS,
     NORMS,
     POS_ENCODINGS,
     PRESETS,
@@ -26,7 +29,11 @@ from glassbox.config import (
 )
 from glassbox.errors import GlassboxError
 
+TASKS = ("copy", "reverse", "sort", "addition")  # glassbox.data.tasks.TASKS (checked by a test)
 CHOICES = {
+    "arch": ARCHS,
+    "task": TASKS,
+    "norm_placement": NORM_PLACEMENTS,
     "pos_encoding": POS_ENCODINGS,
     "attention": ATTENTION_IMPLS,
     "activation": ACTIVATIONS,
@@ -93,14 +100,28 @@ def cmd_train(args: argparse.Namespace, names: list[str]) -> int:
             raise GlassboxError("--resume needs --run DIR: the run to continue")
         result = resume(run_dir, progress=progress, **changes)
     else:
-        model_config, train_config = from_preset(args.preset, **changes)
+        preset = args.preset or ("seq2seq" if changes.get("task") else "char-small")
+        model_config, train_config = from_preset(preset, **changes)
         result = train(model_config, train_config, overwrite=args.overwrite, progress=progress)
     print(
         f"done: {result.step} iterations, val loss {result.val_loss:.4f} "
         f"(best {result.best_val_loss:.4f}); run saved in {result.run_dir}"
     )
-    print(f"sample from it: glassbox sample --run {result.run_dir}")
+    arch = runs_arch(result.run_dir)
+    if arch == "encoder":
+        print(f'fill masks with it: glassbox fill-mask --run {result.run_dir} "text with [MASK]"')
+    elif arch == "encoder-decoder":
+        print(f"score it: glassbox eval --run {result.run_dir}")
+        print(f"run it: glassbox sample --run {result.run_dir} --prompt SOURCE")
+    else:
+        print(f"sample from it: glassbox sample --run {result.run_dir}")
     return 0
+
+
+def runs_arch(run_dir) -> str:
+    from glassbox.runs import load_configs
+
+    return load_configs(run_dir)[0].arch
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -110,6 +131,13 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from glassbox.runs import load_model
 
     model, tokenizer = load_model(args.run, args.checkpoint, resolve_device(args.device))
+    if model.config.arch == "encoder":
+        raise GlassboxError(
+            f"{args.run} holds an encoder, which fills masks rather than continuing text: "
+            f'glassbox fill-mask --run {args.run} "text with [MASK]"'
+        )
+    if model.config.arch == "encoder-decoder":
+        return _sample_seq2seq(args, model, tokenizer)
     pack_for_cpu(model)  # no-op off the CPU and for small models
     options = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                    seed=args.seed, use_cache=not args.no_cache, dtype=args.dtype)  # fmt: skip
@@ -127,6 +155,49 @@ def cmd_sample(args: argparse.Namespace) -> int:
         if args.num_samples > 1:
             print(f"--- sample {i + 1}")
         print(args.prompt + text)
+    return 0
+
+
+def _sample_seq2seq(args: argparse.Namespace, model, tokenizer) -> int:
+    from glassbox.data.tasks import BOS, EOS, PAD
+    from glassbox.generate.seq2seq import translate
+    from glassbox.runs import load_configs
+    from glassbox.train.objectives import task_from_config
+
+    task = task_from_config(load_configs(args.run)[1])
+    prompt = args.prompt.strip()
+    if len(tokenizer.encode(prompt)) > task.max_source_len and model.config.position_table:
+        raise GlassboxError(
+            f"source of {len(prompt)} symbols is longer than the {task.max_source_len} "
+            f"this {task.name} model was trained on"
+        )
+    [output] = translate(
+        model, tokenizer, [prompt], bos=BOS, eos=EOS, pad=PAD,
+        max_len=task.max_target_len, beam_size=args.beam_size,
+        alpha=args.length_penalty,
+    )  # fmt: skip
+    print(output)
+    return 0
+
+
+def cmd_fill_mask(args: argparse.Namespace) -> int:
+    from glassbox.device import resolve_device
+    from glassbox.generate.fill_mask import fill_mask
+    from glassbox.runs import load_model
+
+    model, tokenizer = load_model(args.run, args.checkpoint, resolve_device(args.device))
+    if model.config.arch != "encoder":
+        raise GlassboxError(
+            f"{args.run} holds a {model.config.arch} model; fill-mask needs one trained with "
+            "--arch encoder"
+        )
+    predictions = fill_mask(model, tokenizer, args.text, args.top_k)
+    if args.json:
+        print(json.dumps(predictions, ensure_ascii=False))
+        return 0
+    for i, options in enumerate(predictions, 1):
+        shown = "  ".join(f"{tok!r} {p:.3f}" for tok, p in options)
+        print(f"[MASK] {i}: {shown}")
     return 0
 
 
@@ -184,6 +255,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     model, tokenizer = runs.load_model(args.run, args.checkpoint, device)
+    if model.config.arch != "decoder":
+        result = _eval_other(args, model, device)
+        print(json.dumps(result) if args.json else _describe(result))
+        return 0
     T = model.config.block_size
     if args.data is None:
         dataset = TokenDataset(f"{args.run}/{runs.TOKENS}", tokenizer.vocab_size)
@@ -205,6 +280,39 @@ def cmd_eval(args: argparse.Namespace) -> int:
             f"over {result['tokens']:,} tokens"
         )
     return 0
+
+
+def _eval_other(args: argparse.Namespace, model, device: str) -> dict[str, Any]:
+    """Encoder-decoder: exact match on the held-out examples. Encoder: masked-LM loss."""
+    from glassbox.runs import load_configs
+    from glassbox.train.evaluate import estimate_loss, exact_match
+    from glassbox.train.objectives import held_out_examples, task_from_config
+    from glassbox.train.trainer import build_objective
+
+    if args.data is not None:
+        raise GlassboxError(f"--data applies to decoder runs; {args.run} is {model.config.arch}")
+    model_config, train_config = load_configs(args.run)
+    if model.config.arch == "encoder-decoder":
+        task = task_from_config(train_config)
+        pairs = held_out_examples(task, train_config.seed)
+        scores = exact_match(model, task, pairs, beam_size=args.beam_size)
+        return {"run": args.run, "task": task.name, **scores}
+    objective = build_objective(model_config, train_config)
+    losses = estimate_loss(model, objective, eval_iters=args.batches, seed=0, device=device)
+    return {"run": args.run, "masked_lm_loss": losses[args.split], "split": args.split}
+
+
+def _describe(result: dict[str, Any]) -> str:
+    if "exact_match" in result:
+        lines = [
+            f"{result['task']}: exact match {result['exact_match']:.2%} on "
+            f"{result['examples']} held-out examples (beam {result['beam_size']})"
+        ]
+        lines += [
+            f"  {m['source']} -> {m['output']} (want {m['target']})" for m in result["misses"]
+        ]
+        return "\n".join(lines)
+    return f"{result['split']} masked-LM loss {result['masked_lm_loss']:.4f}"
 
 
 def cmd_tokenize(args: argparse.Namespace) -> int:
@@ -233,15 +341,17 @@ def build_parser() -> tuple[argparse.ArgumentParser, list[str]]:
 
     p = sub.add_parser(
         "train",
-        help="train a GPT on characters or on learned BPE tokens",
-        description="Train a GPT. Without flags: the char-small preset on the "
-        "embedded default corpus, saved in runs/default.",
+        help="train a GPT, an encoder or an encoder-decoder",
+        description="Train a model. Without flags: a GPT with the char-small preset on "
+        "the embedded default corpus, saved in runs/default. --arch encoder trains a "
+        "masked-LM encoder on the same corpora; --task reverse (copy, sort, addition) "
+        "trains an encoder-decoder on a generated task (preset seq2seq).",
     )
     p.add_argument(
         "--preset",
-        default="char-small",
+        default=None,
         choices=list(PRESETS),
-        help="starting configuration; "
+        help="starting configuration (char-small; seq2seq with --task); "
         + "; ".join(f"{k}: {v.description}" for k, v in PRESETS.items()),
     )
     p.add_argument(
@@ -250,6 +360,17 @@ def build_parser() -> tuple[argparse.ArgumentParser, list[str]]:
     p.add_argument("--overwrite", action="store_true", help="replace an existing run")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     names = _add_config_flags(p)
+
+    def beam_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--beam-size", type=int, default=1, help="encoder-decoder runs: 1 = greedy (1)"
+        )
+        p.add_argument(
+            "--length-penalty",
+            type=float,
+            default=0.6,
+            help="beam search's alpha in ((5 + length) / 6) ** alpha (0.6)",
+        )
 
     def run_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--run", default="runs/default", help="run directory (runs/default)")
@@ -288,6 +409,17 @@ def build_parser() -> tuple[argparse.ArgumentParser, list[str]]:
         choices=list(DTYPES),
         help="matmul precision: auto is bf16 on CUDA, fp32 elsewhere",
     )
+    beam_options(p)
+
+    p = sub.add_parser(
+        "fill-mask",
+        help="an encoder's predictions for each [MASK] in a text",
+        description='Show the top predictions of an --arch encoder run for every "[MASK]".',
+    )
+    run_options(p)
+    p.add_argument("text", help='text with one or more "[MASK]"')
+    p.add_argument("--top-k", type=int, default=5, help="predictions per mask (5)")
+    p.add_argument("--json", action="store_true", help="print a JSON list per mask")
 
     p = sub.add_parser(
         "count",
@@ -309,8 +441,15 @@ def build_parser() -> tuple[argparse.ArgumentParser, list[str]]:
     count_names = _add_config_flags(p, train=False, skip=set())
     p.set_defaults(count_names=count_names)
 
-    p = sub.add_parser("eval", help="loss and perplexity of a run on a dataset")
+    p = sub.add_parser(
+        "eval",
+        help="loss and perplexity of a run on a dataset; exact match of a task run",
+    )
     run_options(p)
+    beam_options(p)
+    p.add_argument(
+        "--batches", type=int, default=50, help="encoder runs: masked batches scored (50)"
+    )
     p.add_argument(
         "--data", default=None, help="default | shakespeare | PATH (the run's own split if omitted)"
     )
@@ -352,6 +491,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_count(args, args.count_names)
         if args.command == "tokenize":
             return cmd_tokenize(args)
+        if args.command == "fill-mask":
+            return cmd_fill_mask(args)
         return cmd_eval(args)
     except GlassboxError as err:
         print(f"glassbox: error: {err}", file=sys.stderr)

@@ -52,6 +52,11 @@ class Stack(nn.Module):
             else None
         )
         self.alibi = ALiBi(config.n_head) if config.pos_encoding == "alibi" else None
+        # The sinusoids have amplitude 1 while token vectors start at std 0.02: unscaled,
+        # the positions drown the tokens (measured: docs/architectures.md). The paper
+        # multiplies the embeddings by sqrt(n_embd), and so do we, for sinusoidal only.
+        sinusoidal = config.pos_encoding == "sinusoidal"
+        self.emb_scale = math.sqrt(config.n_embd) if sinusoidal else 1.0
         self.drop = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
         self.blocks = nn.ModuleList(Block(config, cross=cross) for _ in range(config.n_layer))
         self.ln_f = make_norm(config) if config.norm_placement == "pre" else nn.Identity()
@@ -93,7 +98,7 @@ class Stack(nn.Module):
         else:
             positions, bias = slots[start:], None  # (T,)
         if self.pos_emb is not None:
-            x = x + self.pos_emb(positions)  # (B, T, C) resid_pre of block 0
+            x = x * self.emb_scale + self.pos_emb(positions)  # (B, T, C) resid_pre of block 0
         x = self.drop(x)
         if self.alibi is not None:  # slot offsets equal position offsets between real tokens
             alibi = self.alibi(slots[start:], slots)  # (1, H, T, S)

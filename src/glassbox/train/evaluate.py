@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -57,3 +58,38 @@ def mean_loss(
         count += y.numel()
     loss = total / count
     return {"loss": loss, "perplexity": math.exp(loss), "tokens": count}
+
+
+@torch.no_grad()
+def exact_match(
+    model,
+    task,
+    pairs: list[tuple[str, str]],
+    *,
+    beam_size: int = 1,
+    alpha: float = 0.6,
+    batch_size: int = 250,
+) -> dict[str, Any]:
+    """The fraction of `pairs` (source, target) whose decoded output equals the target
+    exactly, with a few of the misses to look at."""
+    from glassbox.data.tasks import BOS, EOS, PAD
+    from glassbox.generate.seq2seq import translate
+
+    outputs: list[str] = []
+    for i in range(0, len(pairs), batch_size):
+        sources = [source for source, _ in pairs[i : i + batch_size]]
+        outputs += translate(
+            model, task.tokenizer, sources, bos=BOS, eos=EOS, pad=PAD,
+            max_len=task.max_target_len, beam_size=beam_size, alpha=alpha,
+        )  # fmt: skip
+    misses = [
+        {"source": s, "target": t, "output": o}
+        for (s, t), o in zip(pairs, outputs, strict=True)
+        if o != t
+    ]
+    return {
+        "exact_match": 1 - len(misses) / len(pairs),
+        "examples": len(pairs),
+        "beam_size": beam_size,
+        "misses": misses[:5],
+    }

@@ -1,0 +1,55 @@
+"""Fill-mask: what a masked-LM encoder predicts where the text says [MASK]."""
+
+from __future__ import annotations
+
+import torch
+
+from glassbox.errors import GlassboxError
+from glassbox.models.encoder import Encoder
+from glassbox.train.objectives import encoder_special_ids
+
+MASK_TEXT = "[MASK]"
+
+
+@torch.no_grad()
+def fill_mask(
+    model: Encoder, tokenizer, text: str, top_k: int = 5
+) -> list[list[tuple[str, float]]]:
+    """For each [MASK] in `text`, the top_k (token text, probability) predictions.
+
+    The text around each [MASK] is encoded on its own, so with a character tokenizer a
+    [MASK] stands for one character and with BPE for one token.
+
+    >>> fill_mask(model, tokenizer, "def f(x): retu[MASK]n x")  # doctest: +SKIP
+    [[('r', 0.97), ...]]
+    """
+    if MASK_TEXT not in text:
+        raise GlassboxError(f"the text has no {MASK_TEXT} to fill")
+    if top_k < 1:
+        raise GlassboxError(f"top_k must be >= 1; got {top_k}")
+    special = encoder_special_ids(model.config.vocab_size)
+    ids = [special["[CLS]"]]
+    for i, piece in enumerate(text.split(MASK_TEXT)):
+        if i:
+            ids.append(special["[MASK]"])
+        ids += tokenizer.encode(piece)
+    config = model.config
+    if config.position_table and len(ids) > config.block_size:
+        raise GlassboxError(
+            f"the text is {len(ids)} tokens with [CLS]; this encoder reads at most "
+            f"{config.block_size}"
+        )
+    model.eval()
+    idx = torch.tensor([ids], device=model.tok_emb.weight.device)  # (1, T)
+    probs = model(idx)[0].softmax(dim=-1)  # (T, V)
+    n_text = config.vocab_size - len(special)  # never propose a special token
+    result = []
+    for t in (idx[0] == special["[MASK]"]).nonzero()[:, 0].tolist():
+        p, which = probs[t, :n_text].topk(min(top_k, n_text))
+        result.append(
+            [
+                (tokenizer.decode([i]), float(q))
+                for i, q in zip(which.tolist(), p.tolist(), strict=True)
+            ]
+        )
+    return result
