@@ -61,6 +61,7 @@ class ModelConfig:
     # sdpa (F.scaled_dot_product_attention) | manual (the maths written out) | auto (the
     # faster of the two for the device and length; see glassbox/nn/attention.py)
     attention: str = "auto"
+    attn_only: bool = False  # blocks without MLPs: the circuits interpretability starts from
     mlp_ratio: int = 4  # hidden width of the MLP is mlp_ratio * n_embd
     # gelu (exact, erf) | gelu_tanh (GPT-2's approximation) | relu | swiglu (gated; hidden
     # width 2/3 of mlp_ratio * n_embd so the MLP keeps its parameter count)

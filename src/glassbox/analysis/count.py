@@ -61,7 +61,7 @@ def flops_per_token(config: ModelConfig, context: float) -> dict[str, float]:
     C, L, V = config.n_embd, config.n_layer, config.vocab_size
     kv = config.kv_heads * config.d_head
     attn_weights = C * (C + 2 * kv) + C * C  # qkv and output projections
-    mlp_weights = 2 * config.mlp_ratio * C * C
+    mlp_weights = 0 if config.attn_only else 2 * config.mlp_ratio * C * C
     dense = 2 * L * (attn_weights + mlp_weights)
     unembed = 2 * V * C
     attention = 4 * L * context * C

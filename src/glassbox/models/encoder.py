@@ -13,16 +13,19 @@ from torch import Tensor, nn
 
 from glassbox.config import ModelConfig
 from glassbox.errors import GlassboxError
+from glassbox.nn.hooks import HookedModel, HookPoint
 from glassbox.nn.stack import Stack, init_weights
 
 POOLINGS = ("mean", "cls")
 
 
-class Encoder(Stack):
+class Encoder(HookedModel, Stack):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config, causal=False)
         self.tok_emb = nn.Embedding(config.vocab_size, config.n_embd)
+        self.hook_logits = HookPoint()  # (B, T, V)
         init_weights(self, config.n_layer)
+        self._name_hook_points()
 
     def hidden(self, idx: Tensor, key_mask: Tensor | None = None) -> Tensor:
         """The final residual stream (B, T, C) for idx (B, T); key_mask (B, T) is False on
@@ -31,7 +34,7 @@ class Encoder(Stack):
 
     def forward(self, idx: Tensor, *, key_mask: Tensor | None = None) -> Tensor:
         """Logits (B, T, V) over the vocabulary at every position (the masked-LM head)."""
-        return F.linear(self.hidden(idx, key_mask), self.tok_emb.weight)
+        return self.hook_logits(F.linear(self.hidden(idx, key_mask), self.tok_emb.weight))
 
     def pool(self, hidden: Tensor, key_mask: Tensor | None = None, how: str = "mean") -> Tensor:
         """One vector (B, C) per sequence: the mean over real tokens, or the first

@@ -11,15 +11,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from glassbox.config import ModelConfig
+from glassbox.nn.hooks import HookedModel, HookPoint
 from glassbox.nn.kv_cache import KVCache
 from glassbox.nn.stack import Stack, init_weights
 
 
-class GPT(Stack):
+class GPT(HookedModel, Stack):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config, causal=True)
         self.tok_emb = nn.Embedding(config.vocab_size, config.n_embd)
+        self.hook_logits = HookPoint()  # (B, T, V)
         self.reset_parameters()
+        self._name_hook_points()
 
     def reset_parameters(self) -> None:
         init_weights(self, self.config.n_layer)
@@ -36,7 +39,7 @@ class GPT(Stack):
         """
         x = self.tok_emb(idx)  # (B, T, C)
         x = self.forward_residual(x, key_mask=key_mask, cache=cache)  # (B, T, C)
-        return self.unembed(x)  # (B, T, V)
+        return self.hook_logits(self.unembed(x))  # (B, T, V)
 
     def unembed(self, x: Tensor) -> Tensor:
         """Logits (..., V) from the final residual (..., C), through the token embedding

@@ -15,11 +15,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from glassbox.config import ModelConfig
+from glassbox.nn.hooks import HookedModel, HookPoint
 from glassbox.nn.kv_cache import KVCache
 from glassbox.nn.stack import Stack, init_weights
 
 
-class EncoderDecoder(nn.Module):
+class EncoderDecoder(HookedModel, nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
@@ -29,7 +30,9 @@ class EncoderDecoder(nn.Module):
         )
         self.encoder = Stack(config, causal=False)
         self.decoder = Stack(config, causal=True, cross=True)
+        self.hook_logits = HookPoint()  # (B, T, V)
         init_weights(self, config.n_layer)
+        self._name_hook_points()
 
     def encode(self, src: Tensor, src_mask: Tensor | None = None) -> Tensor:
         """Memory (B, S, C) for source ids src (B, S); src_mask (B, S) False on padding."""
@@ -48,7 +51,7 @@ class EncoderDecoder(nn.Module):
         x = self.decoder.forward_residual(
             self.tok_emb(tgt), cache=cache, memory=memory, memory_mask=src_mask
         )
-        return F.linear(x, self.tok_emb.weight)  # (B, T, V)
+        return self.hook_logits(F.linear(x, self.tok_emb.weight))  # (B, T, V)
 
     def forward(self, src: Tensor, tgt: Tensor, *, src_mask: Tensor | None = None) -> Tensor:
         """Teacher-forced logits (B, T, V): target position t predicts token t + 1 of the

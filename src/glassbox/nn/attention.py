@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from glassbox.config import ModelConfig
+from glassbox.nn.hooks import HookPoint
 from glassbox.nn.kv_cache import KVCache
 from glassbox.nn.positional import RelativePositions, apply_rotary
 
@@ -53,6 +54,8 @@ def manual_attention(
     bias: Tensor | None = None,
     dropout_p: float = 0.0,
     relative: tuple[Tensor, Tensor] | None = None,
+    hook_scores: HookPoint | None = None,
+    hook_pattern: HookPoint | None = None,
 ) -> Tensor:
     """softmax(q kᵀ / √D + mask) v, written out.
 
@@ -62,7 +65,8 @@ def manual_attention(
     s <= t + (S - T): queries are the last T of the S positions. `bias` is an additive
     mask broadcastable to (B, H, T, S) (-inf hides a key). `relative` (a_K, a_V), each
     (T, S, D), are Shaw et al.'s relative vectors added to every key and value as seen
-    from each query. Returns (B, H, T, D).
+    from each query. hook_scores and hook_pattern see (and may replace) the masked
+    scores and the pattern. Returns (B, H, T, D).
     """
     B, H, T, D = q.shape
     H_kv, S = k.size(1), k.size(2)
@@ -76,7 +80,11 @@ def manual_attention(
         scores = scores + causal_bias(T, S, q.device, scores.dtype)  # -inf on future keys
     if bias is not None:
         scores = scores + bias
+    if hook_scores is not None:
+        scores = hook_scores(scores)
     pattern = scores.softmax(dim=-1)  # (B, H, T, S): each row sums to 1
+    if hook_pattern is not None:
+        pattern = hook_pattern(pattern)
     if dropout_p > 0.0:
         pattern = F.dropout(pattern, p=dropout_p)
     z = (pattern.view(B, H_kv, H // H_kv, T, S) @ v).view(B, H, T, D)  # (B, H, T, D)
@@ -89,7 +97,10 @@ class Attention(nn.Module):
     """What self- and cross-attention share: heads in, attention, heads out.
 
     Subclasses make q (B, H, T, D) and k, v (B, H_kv, S, D); `attend` mixes the values and
-    `proj` writes the heads back into the residual stream.
+    `proj` writes the heads back into the residual stream. Hook points: q, k, v (k and v
+    for the new positions only, after any rotation), attn_scores and pattern (B, H, T, S),
+    z (B, H, T, D) and result (B, T, H, C): each head's own term of the output, whose
+    sum over heads plus proj's bias is the attention output.
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -101,6 +112,9 @@ class Attention(nn.Module):
         self.dropout = config.dropout
         self.proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
+        self.hook_q, self.hook_k, self.hook_v = HookPoint(), HookPoint(), HookPoint()
+        self.hook_attn_scores, self.hook_pattern = HookPoint(), HookPoint()
+        self.hook_z, self.hook_result = HookPoint(), HookPoint()
 
     def heads(self, t: Tensor, n: int) -> Tensor:
         """(B, T, n*D) -> (B, n, T, D): heads become a batch dimension."""
@@ -121,8 +135,14 @@ class Attention(nn.Module):
         B, H, T, D = q.shape
         S = k.size(2)
         dropout_p = self.dropout if self.training else 0.0
-        use_sdpa = relative is None and (
-            self.impl == "sdpa" or (self.impl == "auto" and (q.is_cuda or S > AUTO_MANUAL_MAX_T))
+        watched = bool(self.hook_attn_scores.fns or self.hook_pattern.fns)
+        use_sdpa = (
+            relative is None
+            and not watched
+            and (
+                self.impl == "sdpa"
+                or (self.impl == "auto" and (q.is_cuda or S > AUTO_MANUAL_MAX_T))
+            )
         )
         if use_sdpa:
             # SDPA's is_causal aligns the triangle top-left and is not documented to
@@ -136,12 +156,22 @@ class Attention(nn.Module):
             )  # fmt: skip
         else:
             z = manual_attention(
-                q, k, v, causal=causal, bias=bias, dropout_p=dropout_p, relative=relative
-            )
-        return z.transpose(1, 2).reshape(B, T, H * D)  # (B, T, C): heads side by side again
+                q, k, v, causal=causal, bias=bias, dropout_p=dropout_p, relative=relative,
+                hook_scores=self.hook_attn_scores, hook_pattern=self.hook_pattern,
+            )  # fmt: skip
+        return self.hook_z(z)  # (B, H, T, D)
 
     def out(self, z: Tensor) -> Tensor:
-        return self.resid_dropout(self.proj(z))  # (B, T, C)
+        """Project the heads z (B, H, T, D) into the residual stream: (B, T, C)."""
+        B, H, T, D = z.shape
+        if self.hook_result.fns:  # per-head terms, only when someone looks at them
+            w_o = self.proj.weight.view(-1, H, D)  # (C, H, D): each head's slice of W_O
+            result = self.hook_result(torch.einsum("bhtd,chd->bthc", z, w_o))  # (B, T, H, C)
+            y = result.sum(dim=2)
+            y = y + self.proj.bias if self.proj.bias is not None else y
+        else:
+            y = self.proj(z.transpose(1, 2).reshape(B, T, H * D))  # heads side by side again
+        return self.resid_dropout(y)  # (B, T, C)
 
 
 class SelfAttention(Attention):
@@ -180,6 +210,7 @@ class SelfAttention(Attention):
         q, k, v = self.heads(q, self.n_head), self.heads(k, H_kv), self.heads(v, H_kv)
         if rotary is not None:
             q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
+        q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
         if cache is not None:
             k, v = cache.store(layer, k, v)  # (B, H_kv, S, D): every position so far
         relative = self.relative(offsets) if self.relative is not None else None
@@ -209,12 +240,13 @@ class CrossAttention(Attention):
         layer: int = 0,
     ) -> Tensor:
         """x (B, T, C) and memory (B, S, C) -> (B, T, C)."""
-        q = self.heads(self.q(x), self.n_head)  # (B, H, T, D)
+        q = self.hook_q(self.heads(self.q(x), self.n_head))  # (B, H, T, D)
         if cache is not None and layer in cache.cross:
             k, v = cache.cross[layer]
         else:
             k, v = self.kv(memory).chunk(2, dim=-1)
             k, v = self.heads(k, self.n_kv_head), self.heads(v, self.n_kv_head)  # (B, H_kv, S, D)
+            k, v = self.hook_k(k), self.hook_v(v)
             if cache is not None:
                 cache.cross[layer] = (k, v)
         return self.out(self.attend(q, k, v, causal=False, bias=bias))

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from glassbox.config import ModelConfig
 from glassbox.nn.attention import CrossAttention, SelfAttention
+from glassbox.nn.hooks import HookPoint
 from glassbox.nn.kv_cache import KVCache
 from glassbox.nn.mlp import MLP
 from glassbox.nn.norms import make_norm
@@ -25,13 +26,23 @@ class Block(nn.Module):
     def __init__(self, config: ModelConfig, *, cross: bool = False) -> None:
         super().__init__()
         self.post_norm = config.norm_placement == "post"
+        # Modules and hook points in the order the forward pass reaches them (the order
+        # of hook_names()). resid_* hook the residual stream, *_out what a sublayer adds.
+        self.hook_resid_pre = HookPoint()  # (B, T, C)
         self.ln_1 = make_norm(config)
         self.attn = SelfAttention(config)
+        self.hook_attn_out = HookPoint()  # (B, T, C)
+        self.hook_resid_mid = HookPoint()  # (B, T, C)
         if cross:
             self.ln_cross = make_norm(config)
             self.cross_attn = CrossAttention(config)
-        self.ln_2 = make_norm(config)
-        self.mlp = MLP(config)
+            self.hook_cross_out = HookPoint()  # (B, T, C)
+            self.hook_resid_mid_cross = HookPoint()  # (B, T, C)
+        if not config.attn_only:
+            self.ln_2 = make_norm(config)
+            self.mlp = MLP(config)
+            self.hook_mlp_out = HookPoint()  # (B, T, C)
+        self.hook_resid_post = HookPoint()  # (B, T, C)
 
     def forward(
         self,
@@ -46,15 +57,17 @@ class Block(nn.Module):
         """x (B, T, C) -> (B, T, C). attention_args (masks, positions) go to the
         self-attention; memory (B, S, C) and its padding bias to the cross-attention."""
         cross = hasattr(self, "cross_attn")
-        if self.post_norm:
-            x = self.ln_1(x + self.attn(x, cache=cache, layer=layer, **attention_args))
-            if cross:
-                x = self.ln_cross(
-                    x + self.cross_attn(x, memory, bias=memory_bias, cache=cache, layer=layer)
-                )
-            return self.ln_2(x + self.mlp(x))
-        x = x + self.attn(self.ln_1(x), cache=cache, layer=layer, **attention_args)  # resid_mid
+        post = self.post_norm
+        x = self.hook_resid_pre(x)
+        h = self.attn(x if post else self.ln_1(x), cache=cache, layer=layer, **attention_args)
+        x = x + self.hook_attn_out(h)
+        x = self.hook_resid_mid(self.ln_1(x) if post else x)
         if cross:
-            h = self.ln_cross(x)
-            x = x + self.cross_attn(h, memory, bias=memory_bias, cache=cache, layer=layer)
-        return x + self.mlp(self.ln_2(x))  # (B, T, C) resid_post
+            h = x if post else self.ln_cross(x)
+            h = self.cross_attn(h, memory, bias=memory_bias, cache=cache, layer=layer)
+            x = x + self.hook_cross_out(h)
+            x = self.hook_resid_mid_cross(self.ln_cross(x) if post else x)
+        if hasattr(self, "mlp"):
+            x = x + self.hook_mlp_out(self.mlp(x if post else self.ln_2(x)))
+            x = self.ln_2(x) if post else x
+        return self.hook_resid_post(x)  # (B, T, C)

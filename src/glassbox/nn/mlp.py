@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from glassbox.config import ModelConfig
+from glassbox.nn.hooks import HookPoint
 
 ACTIVATIONS = {
     "gelu": F.gelu,  # exact, x·Φ(x); what nanoGPT and BERT use
@@ -38,7 +39,9 @@ class MLP(nn.Module):
         self.act = swiglu if gated else ACTIVATIONS[config.activation]
         self.proj = nn.Linear(hidden, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
+        self.hook_pre = HookPoint()  # (B, T, hidden), or (B, T, 2 * hidden) gate and value
+        self.hook_post = HookPoint()  # (B, T, hidden): what proj reads
 
     def forward(self, x: Tensor) -> Tensor:
-        h = self.act(self.fc(x))  # (B, T, hidden)
+        h = self.hook_post(self.act(self.hook_pre(self.fc(x))))  # (B, T, hidden)
         return self.dropout(self.proj(h))  # (B, T, C)

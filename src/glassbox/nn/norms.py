@@ -17,6 +17,25 @@ import torch
 from torch import Tensor, nn
 
 from glassbox.config import ModelConfig
+from glassbox.nn.hooks import HookPoint
+
+
+class LayerNorm(nn.LayerNorm):
+    """PyTorch's LayerNorm with a hook on its scale 1/sqrt(var + eps), (..., 1): fused
+    when nothing watches, written out (same result) when a hook reads or fixes the scale,
+    as direct logit attribution does to treat the norm as linear."""
+
+    def __init__(self, n_embd: int, bias: bool = True) -> None:
+        super().__init__(n_embd, bias=bias)
+        self.hook_scale = HookPoint()
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.hook_scale.fns:
+            return super().forward(x)
+        centred = x - x.mean(dim=-1, keepdim=True)  # (..., C)
+        scale = self.hook_scale(torch.rsqrt(centred.pow(2).mean(dim=-1, keepdim=True) + self.eps))
+        y = centred * scale * self.weight
+        return y + self.bias if self.bias is not None else y
 
 
 class RMSNorm(nn.Module):
@@ -30,10 +49,11 @@ class RMSNorm(nn.Module):
         super().__init__()
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(n_embd))  # (C,) gain
+        self.hook_scale = HookPoint()
 
     def forward(self, x: Tensor) -> Tensor:
         inv_rms = torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + self.eps)  # (..., 1)
-        return x * inv_rms * self.weight  # (..., C)
+        return x * self.hook_scale(inv_rms) * self.weight  # (..., C)
 
 
 class BatchNorm(nn.Module):
@@ -52,4 +72,4 @@ def make_norm(config: ModelConfig) -> nn.Module:
         return RMSNorm(config.n_embd)
     if config.norm == "batchnorm":
         return BatchNorm(config.n_embd)
-    return nn.LayerNorm(config.n_embd, bias=config.bias)
+    return LayerNorm(config.n_embd, bias=config.bias)

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from glassbox.config import ModelConfig
 from glassbox.errors import GlassboxError
 from glassbox.nn.block import Block
+from glassbox.nn.hooks import HookPoint
 from glassbox.nn.kv_cache import KVCache
 from glassbox.nn.norms import make_norm
 from glassbox.nn.positional import ALiBi, RotaryPositions, make_positions
@@ -45,7 +46,10 @@ class Stack(nn.Module):
         super().__init__()
         self.config = config
         self.causal = causal
+        self.hook_embed = HookPoint()  # (B, T, C) token embeddings (scaled, if sinusoidal)
         self.pos_emb = make_positions(config)
+        if self.pos_emb is not None:
+            self.hook_pos_embed = HookPoint()  # (T, C) or (B, T, C) position vectors
         self.rotary = (
             RotaryPositions(config.block_size, config.d_head)
             if config.pos_encoding == "rope"
@@ -97,8 +101,11 @@ class Stack(nn.Module):
             bias = padding_bias(key_mask, x.dtype)  # (B, 1, 1, S)
         else:
             positions, bias = slots[start:], None  # (T,)
+        if self.emb_scale != 1.0:
+            x = x * self.emb_scale
+        x = self.hook_embed(x)  # (B, T, C)
         if self.pos_emb is not None:
-            x = x * self.emb_scale + self.pos_emb(positions)  # (B, T, C) resid_pre of block 0
+            x = x + self.hook_pos_embed(self.pos_emb(positions))  # (B, T, C)
         x = self.drop(x)
         if self.alibi is not None:  # slot offsets equal position offsets between real tokens
             alibi = self.alibi(slots[start:], slots)  # (1, H, T, S)
@@ -151,7 +158,6 @@ def init_weights(model: nn.Module, n_layer: int) -> None:
     for module in model.modules():
         if isinstance(module, Block):
             resid_std = 0.02 / math.sqrt(2 * n_layer)
-            for proj in (module.attn.proj, module.mlp.proj):
-                nn.init.normal_(proj.weight, mean=0.0, std=resid_std)
-            if hasattr(module, "cross_attn"):
-                nn.init.normal_(module.cross_attn.proj.weight, mean=0.0, std=resid_std)
+            for name in ("attn", "cross_attn", "mlp"):
+                if hasattr(module, name):
+                    nn.init.normal_(getattr(module, name).proj.weight, mean=0.0, std=resid_std)
