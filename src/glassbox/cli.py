@@ -1,4 +1,4 @@
-"""`glassbox train | sample | eval | fill-mask | count | tokenize`: a thin command line
+"""`glassbox train | sample | eval | fill-mask | compare | count | tokenize`: a thin command line
 over the Python API.
 
 Every model and train config field is a flag (`--n-layer 6`, `--no-bias`), typed from the
@@ -13,6 +13,7 @@ import sys
 from dataclasses import MISSING, fields
 from typing import Any
 
+from glassbox.compare import add_compare_parser, cmd_compare
 from glassbox.config import (
     ACTIVATIONS,
     ARCHS,
@@ -29,7 +30,7 @@ from glassbox.config import (
 )
 from glassbox.errors import GlassboxError
 
-TASKS = ("copy", "reverse", "sort", "addition")  # glassbox.data.tasks.TASKS (checked by a test)
+TASKS = ("copy", "reverse", "sort", "addition", "induction")
 CHOICES = {
     "arch": ARCHS,
     "task": TASKS,
@@ -100,7 +101,8 @@ def cmd_train(args: argparse.Namespace, names: list[str]) -> int:
             raise GlassboxError("--resume needs --run DIR: the run to continue")
         result = resume(run_dir, progress=progress, **changes)
     else:
-        preset = args.preset or ("seq2seq" if changes.get("task") else "char-small")
+        task = changes.get("task")
+        preset = args.preset or {None: "char-small", "induction": "induction"}.get(task, "seq2seq")
         model_config, train_config = from_preset(preset, **changes)
         result = train(model_config, train_config, overwrite=args.overwrite, progress=progress)
     print(
@@ -476,6 +478,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, list[str]]:
     )
     p.add_argument("--ids", action="store_true", help="print the ids as a JSON list")
     p.add_argument("text", nargs="?", default=None, help="the text (read from stdin if omitted)")
+    add_compare_parser(sub)
     return parser, names
 
 
@@ -493,6 +496,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_tokenize(args)
         if args.command == "fill-mask":
             return cmd_fill_mask(args)
+        if args.command == "compare":
+            return cmd_compare(args)
         return cmd_eval(args)
     except GlassboxError as err:
         print(f"glassbox: error: {err}", file=sys.stderr)
