@@ -315,3 +315,56 @@ class Seq2SeqTask:
                 f"unknown {sorted(unknown)}, missing {sorted(missing)}"
             )
         return cls(data["name"], data["alphabet"], data["min_len"], data["max_len"])
+
+
+class InductionTask:
+    """Next-token prediction on a random block of symbols followed by the same block:
+    [BOS] r_1 .. r_L r_1 .. r_L, then random filler up to a fixed length. The first
+    block is unpredictable (loss about log of the alphabet size); the repeat is
+    predictable only by a model that finds the earlier occurrence of the current token
+    and copies the token after it: an induction head (Olsson et al. 2022).
+
+    L is drawn per row from [min_len, max_len], so no fixed offset finds the copy: with
+    one L for every row, a layer-0 head can attend "L - 1 positions back" by position
+    alone and look like an induction head without being one (we saw it happen). Symbols
+    of a block are distinct when the alphabet allows, so every earlier occurrence is
+    unique.
+    """
+
+    name = "induction"
+
+    def __init__(self, alphabet: str, min_len: int, max_len: int) -> None:
+        self.tokenizer = TaskTokenizer(alphabet)  # raises on an empty alphabet
+        if not 2 <= min_len <= max_len:
+            raise TaskError(
+                f"task induction needs 2 <= min_len <= max_len; got {min_len} and {max_len}"
+            )
+        self.alphabet, self.min_len, self.max_len = alphabet, min_len, max_len
+        self.seq_len = 2 * max_len + 1  # BOS, the longest block twice
+
+    def sequences(
+        self, batch_size: int, generator: torch.Generator, length: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids (B, 2 * max_len + 1) and each row's block length L (B,); `length`
+        fixes L for every row (as a probe does)."""
+        n, B, T = len(self.alphabet), batch_size, self.seq_len
+        lengths = torch.randint(self.min_len, self.max_len + 1, (B,), generator=generator)
+        if length is not None:
+            lengths.fill_(length)
+        if n >= self.max_len:  # distinct symbols: the first L of a random permutation
+            block = torch.rand(B, n, generator=generator).argsort(dim=1)[:, : self.max_len]
+        else:
+            block = torch.randint(n, (B, self.max_len), generator=generator)
+        filler = torch.randint(n, (B, T), generator=generator)  # (B, T)
+        t = torch.arange(T)[None, :]  # (1, T) positions
+        L = lengths[:, None]  # (B, 1)
+        # position t holds block[t - 1] in the first copy, block[t - 1 - L] in the second
+        index = torch.where(t <= L, t - 1, t - 1 - L).clamp(0, self.max_len - 1)  # (B, T)
+        seq = torch.where(t <= 2 * L, block.gather(1, index), filler) + len(SPECIALS)
+        seq[:, 0] = BOS
+        return seq, lengths
+
+    def batch(self, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+        """Inputs (B, 2 * max_len) and next-token targets (B, 2 * max_len)."""
+        seq, _ = self.sequences(batch_size, generator)
+        return seq[:, :-1], seq[:, 1:]

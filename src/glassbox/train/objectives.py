@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from glassbox.config import TrainConfig
 from glassbox.data import TokenDataset
-from glassbox.data.tasks import PAD, Seq2SeqTask
+from glassbox.data.tasks import PAD, InductionTask, Seq2SeqTask
 from glassbox.models.gpt import lm_loss
 
 # The encoder's special tokens take the ids after the tokenizer's own, in this order.
@@ -26,7 +26,10 @@ IGNORE = -100  # target id that cross_entropy skips
 HELD_OUT = 1000  # examples of a task kept out of training, for validation and eval
 
 
-def task_from_config(tc: TrainConfig) -> Seq2SeqTask:
+def task_from_config(tc: TrainConfig) -> Seq2SeqTask | InductionTask:
+    """The run's synthetic task."""
+    if tc.task == "induction":
+        return InductionTask(tc.task_alphabet, tc.task_min_len, tc.task_max_len)
     return Seq2SeqTask(tc.task, tc.task_alphabet, tc.task_min_len, tc.task_max_len)
 
 
@@ -53,6 +56,21 @@ class CausalLM:
 
     def loss(self, model: nn.Module, batch: tuple[Tensor, ...], *, train: bool = True) -> Tensor:
         x, y = batch  # (B, T) each
+        return lm_loss(model(x), y)
+
+
+class InductionLM:
+    """Next-token loss on repeated random blocks (decoder; see data.tasks.InductionTask)."""
+
+    def __init__(self, task: InductionTask, batch_size: int) -> None:
+        self.task, self.batch_size = task, batch_size
+        self.tokens_per_batch = batch_size * (task.seq_len - 1)
+
+    def batch(self, split: str, generator: torch.Generator) -> tuple[Tensor, ...]:
+        return self.task.batch(self.batch_size, generator)  # fresh random blocks either way
+
+    def loss(self, model: nn.Module, batch: tuple[Tensor, ...], *, train: bool = True) -> Tensor:
+        x, y = batch
         return lm_loss(model(x), y)
 
 

@@ -32,6 +32,7 @@ from glassbox.train.evaluate import estimate_loss
 from glassbox.train.objectives import (
     ENCODER_SPECIALS,
     CausalLM,
+    InductionLM,
     MaskedLM,
     Seq2Seq,
     held_out_examples,
@@ -275,6 +276,15 @@ class _Session:
 def _prepare_task(mc: ModelConfig, tc: TrainConfig) -> tuple[Tokenizer, dict[str, Any]]:
     """A synthetic task needs no corpus: only its tokenizer, and room for its sequences."""
     task = task_from_config(tc)
+    if tc.task == "induction":
+        if mc.arch != "decoder":
+            raise GlassboxError(f"task induction trains a decoder, not {mc.arch}")
+        if mc.position_table and task.seq_len - 1 > mc.block_size:
+            raise GlassboxError(
+                f"task induction feeds {task.seq_len - 1} tokens, longer than block_size "
+                f"{mc.block_size}; raise --block-size or lower --task-max-len"
+            )
+        return task.tokenizer, {"name": "task:induction", "tokens": 0}
     if mc.arch != "encoder-decoder":
         raise GlassboxError(
             f"task {tc.task} maps a source to a target: it needs --arch encoder-decoder, "
@@ -307,6 +317,8 @@ def _prepare_corpus(
 
 def build_objective(mc: ModelConfig, tc: TrainConfig):
     """What the run's model learns to predict (glassbox.train.objectives), with its data."""
+    if tc.task == "induction":
+        return InductionLM(task_from_config(tc), tc.batch_size)
     if tc.task:
         task = task_from_config(tc)
         return Seq2Seq(task, tc.batch_size, held_out_examples(task, tc.seed), tc.label_smoothing)
