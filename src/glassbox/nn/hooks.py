@@ -133,10 +133,24 @@ class HookedModel:
             for remove in removers:
                 remove()
 
+    def check_ids(self, *inputs: Any) -> None:
+        """Token-id tensors among inputs must lie in the vocabulary (a clear error instead
+        of an embedding's index error)."""
+        V = self.config.vocab_size
+        for t in inputs:
+            if isinstance(t, Tensor) and not t.is_floating_point() and t.numel():
+                low, high = int(t.min()), int(t.max())
+                if low < 0 or high >= V:
+                    raise HookError(
+                        f"token ids must be in [0, {V}) for this model; got ids from {low} "
+                        f"to {high} (encoded with another tokenizer?)"
+                    )
+
     def run_with_hooks(
         self, *args: Any, fwd_hooks: Iterable[tuple[str, HookFn]] = (), **kwargs: Any
     ) -> Tensor:
         """The model's forward pass with temporary hooks, e.g. to ablate or patch."""
+        self.check_ids(*args)
         with self.hooks(fwd_hooks):
             return self(*args, **kwargs)
 
@@ -155,6 +169,7 @@ class HookedModel:
             x = x.detach()
             cache[hook.name] = x.to(device) if device is not None else x
 
+        self.check_ids(*args)
         names = self.select_hooks(names_filter)
         with torch.no_grad(), self.hooks((name, save) for name in names):
             out = self(*args, **kwargs)
