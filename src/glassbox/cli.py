@@ -1,4 +1,5 @@
-"""`glassbox train | sample | eval | fill-mask | compare | count | tokenize`: a thin command line
+"""`glassbox train | sample | eval | fill-mask | compare | inspect | count | tokenize`: a thin
+command line
 over the Python API.
 
 Every model and train config field is a flag (`--n-layer 6`, `--no-bias`), typed from the
@@ -317,6 +318,49 @@ def _describe(result: dict[str, Any]) -> str:
     return f"{result['split']} masked-LM loss {result['masked_lm_loss']:.4f}"
 
 
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from glassbox.analysis.inspect import inspect_run
+
+    report = inspect_run(
+        args.run, args.prompt, heads=args.heads, lens=args.lens, top_k=args.top_k,
+        target=args.dla, html=args.html, png=args.png,
+    )  # fmt: skip
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False))
+        return 0
+    print(_describe_inspection(report))
+    return 0
+
+
+def _describe_inspection(report: dict[str, Any]) -> str:
+    lines = []
+    if "heads" in report:
+        heads = report["heads"]
+        for kind, grid in heads["scores"].items():
+            lines.append(f"{kind} score per head (rows: layers)")
+            lines += ["  " + " ".join(f"{v:6.3f}" for v in row) for row in grid]
+        loss, ablated = heads["losses"], heads["ablated"]
+        names = ", ".join(f"{layer}.{head}" for layer, head in ablated["heads"])
+        lines.append(
+            f"loss on the first block {loss['first_block_loss']:.3f}, on its repeat "
+            f"{loss['repeat_loss']:.3f}; with head(s) {names} zero-ablated: "
+            f"{ablated['first_block_loss']:.3f} and {ablated['repeat_loss']:.3f}"
+        )
+    if "lens" in report:
+        lines.append("logit lens at the last position (top predictions per layer)")
+        for layer, top in report["lens"].items():
+            lines.append(f"  {layer:<10}" + "  ".join(f"{t!r} {p:.3f}" for t, p in top))
+    if "dla" in report:
+        dla = report["dla"]
+        lines.append(f"direct logit attribution of {dla['target']!r} (logit {dla['logit']:.3f})")
+        for part, value in sorted(dla["parts"].items(), key=lambda kv: -abs(kv[1]))[:12]:
+            lines.append(f"  {part:<24}{value:+.3f}")
+    for key in ("html", "png"):
+        if key in report:
+            lines.append(f"wrote {report[key]}")
+    return "\n".join(lines) or "nothing asked: pass --heads, --lens, --dla, --html or --png"
+
+
 def cmd_tokenize(args: argparse.Namespace) -> int:
     import os
 
@@ -479,6 +523,23 @@ def build_parser() -> tuple[argparse.ArgumentParser, list[str]]:
     p.add_argument("--ids", action="store_true", help="print the ids as a JSON list")
     p.add_argument("text", nargs="?", default=None, help="the text (read from stdin if omitted)")
     add_compare_parser(sub)
+
+    p = sub.add_parser(
+        "inspect",
+        help="look inside a trained decoder: head detectors, logit lens, attribution, patterns",
+        description="Analyses of a decoder run. --heads scores every head as previous-"
+        "token, duplicate-token and induction head on repeated random tokens and ablates "
+        "the best induction head; the others read --prompt.",
+    )
+    p.add_argument("run", help="run directory")
+    p.add_argument("--prompt", default=None, help="text to analyse")
+    p.add_argument("--heads", action="store_true", help="head detector scores and ablation")
+    p.add_argument("--lens", action="store_true", help="logit lens at the last position")
+    p.add_argument("--top-k", type=int, default=5, help="predictions per layer (5)")
+    p.add_argument("--dla", default=None, metavar="TOKEN", help="attribute this next token")
+    p.add_argument("--html", default=None, help="write an attention page here")
+    p.add_argument("--png", default=None, metavar="DIR", help="write attention heatmaps here")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     return parser, names
 
 
@@ -498,6 +559,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_fill_mask(args)
         if args.command == "compare":
             return cmd_compare(args)
+        if args.command == "inspect":
+            return cmd_inspect(args)
         return cmd_eval(args)
     except GlassboxError as err:
         print(f"glassbox: error: {err}", file=sys.stderr)

@@ -223,12 +223,13 @@ PRESETS: dict[str, Preset] = {
                "label_smoothing": 0.1, "run_dir": "runs/seq2seq"},
     ),
     "induction": Preset(
-        "2-layer attention-only decoder on random blocks of 10-20 letters, each repeated: "
-        "grows an induction head (glassbox inspect --heads shows it)",
-        model={"n_layer": 2, "n_head": 4, "n_embd": 64, "attn_only": True, "block_size": 40},
-        train={"task": "induction", "batch_size": 32, "max_iters": 1000,
-               "lr_decay_iters": 1000, "lr": 3e-3, "eval_interval": 250, "eval_iters": 10,
-               "weight_decay": 0.0, "run_dir": "runs/induction",
+        "2-layer attention-only decoder with RoPE on random blocks of 10-20 letters, each "
+        "repeated: grows previous-token and induction heads (glassbox inspect --heads)",
+        model={"n_layer": 2, "n_head": 4, "n_embd": 64, "attn_only": True, "block_size": 40,
+               "pos_encoding": "rope"},
+        train={"task": "induction", "batch_size": 64, "max_iters": 2000, "lr_decay_iters": 2000,
+               "eval_interval": 250, "eval_iters": 10, "weight_decay": 0.0,
+               "run_dir": "runs/induction",
                "task_alphabet": "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"},
     ),
 }  # fmt: skip

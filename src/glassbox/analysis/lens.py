@@ -17,8 +17,6 @@ which these functions' one-`tokens` signature cannot express.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -27,6 +25,7 @@ from torch import Tensor, nn
 
 from glassbox.analysis.attention_page import visible_token
 from glassbox.errors import GlassboxError
+from glassbox.models import evaluating
 from glassbox.nn.norms import LayerNorm, RMSNorm
 from glassbox.tokenizers.base import Tokenizer
 from glassbox.tokenizers.display import pieces
@@ -48,19 +47,6 @@ def as_batch(tokens: Tensor, model: nn.Module) -> Tensor:
     if tokens.dim() != 2:
         raise GlassboxError(f"tokens must be (B, T) or (T,); got shape {tuple(tokens.shape)}")
     return tokens.to(model.tok_emb.weight.device)
-
-
-@contextmanager
-def evaluating(model: nn.Module) -> Iterator[nn.Module]:
-    """Run the body with the model in eval mode (dropout off), then restore each module's
-    own training flag, also on error: an analysis should not change the model it reads."""
-    modes = {module: module.training for module in model.modules()}
-    model.eval()
-    try:
-        yield model
-    finally:
-        for module, training in modes.items():
-            module.training = training
 
 
 def _index(value: int, size: int, what: str) -> int:

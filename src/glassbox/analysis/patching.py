@@ -22,8 +22,9 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from glassbox.analysis.lens import as_batch, check_single_stack, evaluating
+from glassbox.analysis.lens import as_batch, check_single_stack
 from glassbox.errors import GlassboxError
+from glassbox.models import evaluating
 from glassbox.nn.hooks import HookFn, HookPoint
 
 Metric = Callable[[Tensor], float | Tensor]  # logits (B, T, V) -> a number

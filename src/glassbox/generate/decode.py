@@ -22,6 +22,7 @@ from torch import Tensor
 from glassbox.device import autocast, resolve_dtype
 from glassbox.errors import GlassboxError
 from glassbox.generate.sampling import check_sampling, sample_next
+from glassbox.models import evaluating
 from glassbox.models.gpt import GPT
 
 
@@ -73,11 +74,9 @@ def generate(
     # All tokens so far, preallocated: prompt then generated ones; real-token flags too.
     tokens = torch.cat([idx, idx.new_zeros(B, max_new_tokens)], dim=1)  # (B, T0 + N)
     mask = torch.cat([key_mask, key_mask.new_ones(B, max_new_tokens)], dim=1)  # (B, T0 + N)
-    was_training = model.training
-    model.eval()
     device = idx.device.type
     bf16 = resolve_dtype(device, dtype) == "bfloat16"
-    try:
+    with evaluating(model):
         cache = model.new_cache(B, dtype=torch.bfloat16 if bf16 else None) if use_cache else None
         end = T0  # tokens[:, :end] are filled
         logits = _prefill(model, tokens[:, :end], mask[:, :end], cache, dtype)  # (B, V)
@@ -102,8 +101,6 @@ def generate(
             else:
                 with autocast(device, dtype):
                     logits = model(tokens[:, end - 1 : end], cache=cache)[:, -1]  # (B, V)
-    finally:
-        model.train(was_training)
 
 
 def _prefill(model: GPT, tokens: Tensor, mask: Tensor, cache, dtype: str) -> Tensor:

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from glassbox.errors import GlassboxError
+from glassbox.models import evaluating
 from glassbox.models.seq2seq import EncoderDecoder
 
 
@@ -62,9 +63,14 @@ def greedy_decode(
     src_mask: Tensor | None = None,
 ) -> list[list[int]]:
     """The most probable next token at every step, for each source row of src (B, S);
-    returns each row's target ids (without BOS and EOS), at most max_len - 1 tokens + EOS."""
+    returns each row's target ids without BOS and EOS: up to max_len tokens (a row that
+    never emits EOS is cut at max_len)."""
     max_len = _start(model, src, src_mask, max_len)
-    model.eval()
+    with evaluating(model):
+        return _greedy(model, src, src_mask, bos, eos, max_len)
+
+
+def _greedy(model, src, src_mask, bos: int, eos: int, max_len: int) -> list[list[int]]:
     B = src.size(0)
     memory = model.encode(src, src_mask)  # (B, S, C)
     cache = model.new_cache(B, max_len)
@@ -102,7 +108,11 @@ def beam_search(
     if beam_size < 1:
         raise GlassboxError(f"beam size must be >= 1; got {beam_size}")
     max_len = _start(model, src, src_mask, max_len)
-    model.eval()
+    with evaluating(model):
+        return _beam(model, src, src_mask, bos, eos, max_len, beam_size, alpha)
+
+
+def _beam(model, src, src_mask, bos, eos, max_len, beam_size, alpha) -> list[list[Hypothesis]]:
     B, K = src.size(0), beam_size
     memory = model.encode(src, src_mask).repeat_interleave(K, dim=0)  # (B*K, S, C)
     mask = src_mask.repeat_interleave(K, dim=0) if src_mask is not None else None

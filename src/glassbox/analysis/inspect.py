@@ -1,0 +1,183 @@
+"""`glassbox inspect`: the analyses of glassbox.analysis applied to one trained run.
+
+Everything here is glue: load the run, encode the prompt, call the analysis functions,
+and gather their numbers in one JSON-ready dict (which the CLI prints or renders).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from glassbox import runs
+from glassbox.analysis.detectors import DETECTORS, head_scores, repeated_random_tokens
+from glassbox.analysis.lens import direct_logit_attribution, logit_lens
+from glassbox.analysis.patching import ablate_heads
+from glassbox.errors import GlassboxError
+
+PROBE_LENGTH = 20  # block length of the repeated-random-tokens probe
+
+
+def induction_probe(run_dir: Path | str, model, batch_size: int = 32) -> tuple[Tensor, int]:
+    """Token ids (B, 2L) of random blocks repeated once, and the index of the first
+    position of the repeat. An induction run gets its own task's sequences (BOS, the
+    block, the repeat without its last token); any other decoder gets random ids from
+    its vocabulary."""
+    train_config = runs.load_configs(run_dir)[1]
+    if train_config.task == "induction":
+        from glassbox.train.objectives import task_from_config
+
+        task = task_from_config(train_config)
+        generator = torch.Generator().manual_seed(0)
+        seq, _ = task.sequences(batch_size, generator, length=task.max_len)
+        return seq[:, : 2 * task.max_len], task.max_len + 1  # what training feeds: 2L tokens
+    length = min(PROBE_LENGTH, model.config.block_size // 2)
+    return repeated_random_tokens(model.config.vocab_size, length, batch_size), length
+
+
+@torch.no_grad()
+def repeat_losses(model, tokens: Tensor, repeat_start: int, logits: Tensor | None = None):
+    """Mean next-token loss on the first block and on the repeat (predicting positions
+    1..repeat_start-1 and repeat_start+1..end: the repeat's first token is not predictable)."""
+    if logits is None:
+        logits = model(tokens)
+    losses = F.cross_entropy(logits[:, :-1].transpose(1, 2), tokens[:, 1:], reduction="none")
+    first = losses[:, : repeat_start - 1].mean().item()  # (B, T-1): loss of token t + 1
+    repeat = losses[:, repeat_start:].mean().item()
+    return {"first_block_loss": first, "repeat_loss": repeat}
+
+
+INDUCTION_THRESHOLD = 0.5  # heads scoring above this count as induction heads
+
+
+def heads_report(run_dir: Path | str, model) -> dict[str, Any]:
+    """Detector scores of every head on the induction probe, the loss on both halves, and
+    the same losses with the induction heads (score above INDUCTION_THRESHOLD, else the
+    best one) zero-ablated: several heads often share the job, so removing one alone
+    can leave the others to do it."""
+    tokens, start = induction_probe(run_dir, model)
+    scores = head_scores(model, tokens)
+    induction = scores["induction"]
+    chosen = (induction > INDUCTION_THRESHOLD).nonzero().tolist()
+    chosen = chosen or [list(divmod(int(induction.argmax()), induction.size(1)))]
+    ablated = ablate_heads(model, tokens, [tuple(h) for h in chosen], how="zero")
+    return {
+        "probe": {"sequences": tokens.size(0), "length": tokens.size(1), "repeat_start": start},
+        "scores": {kind: scores[kind].tolist() for kind in DETECTORS},
+        "best": {
+            kind: dict(zip(("layer", "head"), divmod(int(s.argmax()), s.size(1)), strict=True))
+            | {"score": float(s.max())}
+            for kind, s in scores.items()
+        },
+        "losses": repeat_losses(model, tokens, start),
+        "ablated": {"heads": chosen, **repeat_losses(model, tokens, start, ablated)},
+    }
+
+
+def inspect_run(
+    run_dir: Path | str,
+    prompt: str | None = None,
+    *,
+    heads: bool = False,
+    lens: bool = False,
+    top_k: int = 5,
+    target: str | None = None,
+    html: Path | str | None = None,
+    png: Path | str | None = None,
+) -> dict[str, Any]:
+    """Run the requested analyses on a decoder run; returns a JSON-ready dict."""
+    model, tokenizer = runs.load_model(run_dir)
+    if model.config.arch != "decoder":
+        raise GlassboxError(f"inspect reads decoder runs for now; {run_dir} is {model.config.arch}")
+    report: dict[str, Any] = {"run": str(run_dir)}
+    if heads:
+        report["heads"] = heads_report(run_dir, model)
+    if prompt is None:
+        if lens or target or html or png:
+            raise GlassboxError("--lens, --dla, --html and --png read a --prompt")
+        return report
+    ids = tokenizer.encode(prompt)
+    if not ids:
+        raise GlassboxError("the prompt encodes to no tokens")
+    if model.config.position_table and len(ids) > model.config.block_size:
+        raise GlassboxError(
+            f"the prompt is {len(ids)} tokens; this model reads at most {model.config.block_size}"
+        )
+    tokens = torch.tensor([ids])  # (1, T)
+    names = [token_text(tokenizer, i) for i in ids]
+    report["tokens"] = names
+    if lens:
+        result = logit_lens(model, tokens, top_k=top_k)
+        top_ids, top_probs = result["top_ids"][:, 0, -1], result["top_probs"][:, 0, -1]  # (L+1, k)
+        report["lens"] = {
+            layer: [
+                [token_text(tokenizer, int(i)), round(float(p), 4)]
+                for i, p in zip(top_ids[row], top_probs[row], strict=True)
+            ]
+            for row, layer in enumerate(result["layers"])
+        }
+    if target is not None:
+        target_ids = tokenizer.encode(target)
+        if len(target_ids) != 1:
+            raise GlassboxError(f"--dla needs one token; {target!r} is {len(target_ids)} tokens")
+        parts = direct_logit_attribution(model, tokens, target_ids[0])
+        report["dla"] = {"target": target, "parts": parts, "logit": sum(parts.values())}
+    if html or png:
+        patterns = attention_patterns(model, tokens)  # (L, H, T, T)
+        if html:
+            from glassbox.analysis.attention_page import write_attention_html
+
+            report["html"] = str(write_attention_html(html, names, patterns, title=str(run_dir)))
+        if png:
+            report["png"] = [str(p) for p in plot_patterns(patterns, names, Path(png))]
+    return report
+
+
+def token_text(tokenizer, i: int) -> str:
+    if hasattr(tokenizer, "token_str"):
+        return tokenizer.token_str(i)
+    return tokenizer.decode_bytes([i]).decode("utf-8", errors="replace")
+
+
+@torch.no_grad()
+def attention_patterns(model, tokens: Tensor) -> Tensor:
+    """(n_layer, n_head, T, T) attention patterns of the first row of tokens."""
+    names = [f"blocks.{layer}.attn.hook_pattern" for layer in range(model.config.n_layer)]
+    _, cache = model.run_with_cache(tokens, names_filter=names)
+    return torch.stack([cache[name][0] for name in names]).float().cpu()
+
+
+def plot_patterns(patterns: Tensor, tokens: list[str], out_dir: Path) -> list[Path]:
+    """One PNG per layer: a heatmap per head, queries down, keys across."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from glassbox.analysis.attention_page import visible_token
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    labels = [visible_token(t) for t in tokens]
+    paths = []
+    n_layer, n_head, T, _ = patterns.shape
+    for layer in range(n_layer):
+        fig, axes = plt.subplots(1, n_head, figsize=(3.2 * n_head, 3.4), squeeze=False)
+        for head, ax in enumerate(axes[0]):
+            ax.imshow(patterns[layer, head].numpy(), cmap="Blues", vmin=0, vmax=1)
+            ax.set_title(f"layer {layer} head {head}", fontsize=9)
+            if T <= 40:
+                ax.set_xticks(range(T), labels, fontsize=6, rotation=90)
+                ax.set_yticks(range(T), labels, fontsize=6)
+            else:
+                ax.set_xticks([])
+                ax.set_yticks([])
+        fig.tight_layout()
+        path = out_dir / f"attention_layer{layer}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
