@@ -322,7 +322,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from glassbox.analysis.inspect import inspect_run
 
     report = inspect_run(
-        args.run, args.prompt, heads=args.heads, lens=args.lens, top_k=args.top_k,
+        args.run, args.prompt, heads=args.heads, circuits=args.circuits, lens=args.lens,
+        top_k=args.top_k,
         target=args.dla, html=args.html, png=args.png,
     )  # fmt: skip
     if args.json:
@@ -346,6 +347,17 @@ def _describe_inspection(report: dict[str, Any]) -> str:
             f"{loss['repeat_loss']:.3f}; with head(s) {names} zero-ablated: "
             f"{ablated['first_block_loss']:.3f} and {ablated['repeat_loss']:.3f}"
         )
+    if "circuits" in report:
+        circuits = report["circuits"]
+        lines.append("copying score per head (rows: layers; 1 copies, -1 suppresses)")
+        lines += ["  " + " ".join(f"{v:6.3f}" for v in row) for row in circuits["copying"]]
+        for kind in "qkv":
+            pairs = ", ".join(
+                f"{p['from'][0]}.{p['from'][1]}->{p['to'][0]}.{p['to'][1]} {p['score']:.2f}"
+                for p in circuits[f"{kind}_composition"][:3]
+            )
+            lines.append(f"strongest {kind.upper()}-composition: {pairs}")
+        lines.append(f"(random pairs score about {circuits['chance']:.2f})")
     if "lens" in report:
         lines.append("logit lens at the last position (top predictions per layer)")
         for layer, top in report["lens"].items():
@@ -358,7 +370,10 @@ def _describe_inspection(report: dict[str, Any]) -> str:
     for key in ("html", "png"):
         if key in report:
             lines.append(f"wrote {report[key]}")
-    return "\n".join(lines) or "nothing asked: pass --heads, --lens, --dla, --html or --png"
+    return (
+        "\n".join(lines)
+        or "nothing asked: pass --heads, --circuits, --lens, --dla, --html or --png"
+    )
 
 
 def cmd_tokenize(args: argparse.Namespace) -> int:
@@ -534,6 +549,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, list[str]]:
     p.add_argument("run", help="run directory")
     p.add_argument("--prompt", default=None, help="text to analyse")
     p.add_argument("--heads", action="store_true", help="head detector scores and ablation")
+    p.add_argument(
+        "--circuits", action="store_true", help="copying and composition scores from weights"
+    )
     p.add_argument("--lens", action="store_true", help="logit lens at the last position")
     p.add_argument("--top-k", type=int, default=5, help="predictions per layer (5)")
     p.add_argument("--dla", default=None, metavar="TOKEN", help="attribute this next token")

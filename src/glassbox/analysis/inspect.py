@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from glassbox import runs
+from glassbox.analysis.circuits import composition_scores, copying_scores
 from glassbox.analysis.detectors import DETECTORS, head_scores, repeated_random_tokens
 from glassbox.analysis.lens import direct_logit_attribution, logit_lens
 from glassbox.analysis.patching import ablate_heads
@@ -78,11 +79,27 @@ def heads_report(run_dir: Path | str, model) -> dict[str, Any]:
     }
 
 
+def circuits_report(model, top: int = 5) -> dict[str, Any]:
+    """Copying score of every head, and the strongest Q-, K- and V-compositions."""
+    report: dict[str, Any] = {"copying": copying_scores(model).tolist()}
+    for kind, scores in composition_scores(model).items():
+        L, H = scores.shape[:2]
+        best = scores.flatten().topk(min(top, scores.numel()))
+        pairs = []
+        for value, index in zip(best.values.tolist(), best.indices.tolist(), strict=True):
+            l1, h1, l2, h2 = torch.unravel_index(torch.tensor(index), (L, H, L, H))
+            pairs.append({"from": [int(l1), int(h1)], "to": [int(l2), int(h2)], "score": value})
+        report[f"{kind}_composition"] = pairs
+    report["chance"] = model.config.n_embd**-0.5  # what random pairs score
+    return report
+
+
 def inspect_run(
     run_dir: Path | str,
     prompt: str | None = None,
     *,
     heads: bool = False,
+    circuits: bool = False,
     lens: bool = False,
     top_k: int = 5,
     target: str | None = None,
@@ -96,6 +113,8 @@ def inspect_run(
     report: dict[str, Any] = {"run": str(run_dir)}
     if heads:
         report["heads"] = heads_report(run_dir, model)
+    if circuits:
+        report["circuits"] = circuits_report(model)
     if prompt is None:
         if lens or target or html or png:
             raise GlassboxError("--lens, --dla, --html and --png read a --prompt")
