@@ -1,6 +1,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import scramble
 
 from glassbox.analysis.lens import (
     direct_logit_attribution,
@@ -22,10 +23,7 @@ def random_model(**changes):
     that attention patterns and norm scales are far from their initial uniform values."""
     torch.manual_seed(0)
     model = build_model(ModelConfig(**{**SMALL, **changes})).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0.0, 0.3)
-    return model
+    return scramble(model)
 
 
 def no_hooks_left(model):

@@ -1,6 +1,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import scramble
 
 from glassbox.analysis.lens import logit_diff
 from glassbox.analysis.patching import (
@@ -24,10 +25,7 @@ def random_model(**changes):
     patches make visible differences."""
     torch.manual_seed(0)
     model = build_model(ModelConfig(**{**SMALL, **changes})).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0.0, 0.3)
-    return model
+    return scramble(model)
 
 
 def corrupt(p):

@@ -13,7 +13,7 @@ import math
 
 import pytest
 import torch
-from torch import nn
+from helpers import scramble
 
 from glassbox.config import ModelConfig
 from glassbox.data.tasks import BOS, EOS, PAD, Seq2SeqTask
@@ -22,16 +22,6 @@ from glassbox.generate.seq2seq import beam_search, greedy_decode, length_penalty
 from glassbox.models import EncoderDecoder
 
 SMALL = dict(arch="encoder-decoder", block_size=16, n_layer=2, n_head=4, n_embd=32)
-
-
-def scramble(model: nn.Module, std: float, seed: int = 0) -> nn.Module:
-    """Every parameter redrawn from N(0, std²), norm gains from N(1, std²)."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            gain = name.endswith("weight") and p.dim() == 1
-            p.copy_(torch.randn(p.shape, generator=generator) * std + (1.0 if gain else 0.0))
-    return model
 
 
 def make_model(vocab_size: int, std: float = 0.5, seed: int = 0, **changes) -> EncoderDecoder:

@@ -15,6 +15,7 @@ import math
 
 import pytest
 import torch
+from helpers import scramble
 from torch import nn
 
 from glassbox.config import (
@@ -43,16 +44,6 @@ PAD, BOS, EOS = 0, 1, 2  # the seq2seq tasks' special ids
 
 def config(**changes) -> ModelConfig:
     return ModelConfig(**{**SMALL, **changes})
-
-
-def scramble(model: nn.Module, std: float = 0.3, seed: int = 1) -> nn.Module:
-    """Every parameter redrawn from N(0, std²), norm gains from N(1, std²)."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            gain = name.endswith("weight") and p.dim() == 1
-            p.copy_(torch.randn(p.shape, generator=generator) * std + (1.0 if gain else 0.0))
-    return model
 
 
 def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
