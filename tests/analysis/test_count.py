@@ -62,3 +62,14 @@ def test_count_cli(capsys, tmp_path):
     assert main(["count", "--preset", "gpt2", "--n-kv-head", "4"]) == 0
     out = capsys.readouterr().out
     assert "4 KV heads" in out and "24,576 bytes per token" in out
+
+
+@pytest.mark.parametrize("arch", ["encoder", "encoder-decoder"])
+def test_every_architecture_is_counted_whole(arch):
+    from glassbox.models import build_model
+
+    for shared in (True, False):
+        config = ModelConfig(arch=arch, shared_embeddings=shared)
+        table = param_table(config)
+        assert table["total"] == build_model(config).num_params()
+        assert table["head"] == 0  # every parameter found its component

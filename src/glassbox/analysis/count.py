@@ -1,8 +1,8 @@
 """How big a model is and what it costs to run, from its config.
 
 Parameters are counted on a model built on PyTorch's "meta" device (shapes without
-memory), grouped by component, so the table always sums to what `GPT(config)` holds, even
-for GPT-2 XL. FLOPs and cache sizes follow from the shapes; docs/inference.md derives each
+memory), grouped by component, so the table always sums to what the model of
+`config.arch` holds, even for GPT-2 XL. FLOPs and cache sizes follow from the shapes; docs/inference.md derives each
 formula and checks them against measured timings.
 """
 
@@ -13,35 +13,37 @@ from typing import Any
 import torch
 
 from glassbox.config import ModelConfig
-from glassbox.models.gpt import GPT
+from glassbox.models import build_model
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "int8": 1}
 COMPONENTS = ("token embedding", "position embedding", "attention", "mlp", "norms", "head")
 
 
 def _component(name: str) -> str:
-    if name.startswith("tok_emb."):
+    """The component of a parameter name of any architecture (an encoder-decoder's
+    names start with encoder. or decoder.)."""
+    if name.startswith(("tok_emb.", "src_emb.")):
         return "token embedding"
-    if name.startswith("pos_emb."):
+    if name.startswith("pos_emb.") or ".pos_emb." in name:
         return "position embedding"
-    if ".attn." in name:
+    if ".attn." in name or ".cross_attn." in name:
         return "attention"
     if ".mlp." in name:
         return "mlp"
-    if ".ln_" in name or name.startswith("ln_f."):
+    if ".ln_" in name or "ln_f." in name:
         return "norms"
     return "head"
 
 
 def param_table(config: ModelConfig) -> dict[str, int]:
     """Parameters by component; the unembedding is tied to the token embedding, so the
-    head adds none. The values sum to GPT(config).num_params().
+    head adds none. The values sum to the model's parameter count.
 
     >>> param_table(ModelConfig(vocab_size=65))["attention"]
     262144
     """
     with torch.device("meta"):
-        model = GPT(config)
+        model = build_model(config)
     table = dict.fromkeys(COMPONENTS, 0)
     for name, param in model.named_parameters():  # each shared parameter appears once
         table[_component(name)] += param.numel()
@@ -56,15 +58,19 @@ def flops_per_token(config: ModelConfig, context: float) -> dict[str, float]:
     unembedding is a matmul even though its weights are tied. Attention adds, per layer,
     2·context·C for the scores q·kᵀ and 2·context·C for the weighted sum of values: the
     only term that grows with the context. Biases, norms and softmax are left out (under
-    1% for any model worth counting).
+    1% for any model worth counting). For an encoder-decoder, "a token" is one source
+    token through the encoder plus one target token through the decoder, whose
+    cross-attention reads `context` source positions.
     """
     C, L, V = config.n_embd, config.n_layer, config.vocab_size
     kv = config.kv_heads * config.d_head
     attn_weights = C * (C + 2 * kv) + C * C  # qkv and output projections
     mlp_weights = 0 if config.attn_only else 2 * config.mlp_ratio * C * C
-    dense = 2 * L * (attn_weights + mlp_weights)
+    # encoder-decoder: encoder blocks, then decoder blocks with a cross-attention each
+    stacks, attentions = (2, 3) if config.arch == "encoder-decoder" else (1, 1)
+    dense = 2 * L * (stacks * (attn_weights + mlp_weights) + (attentions - stacks) * attn_weights)
     unembed = 2 * V * C
-    attention = 4 * L * context * C
+    attention = 4 * L * attentions * context * C
     return {
         "dense": dense,
         "unembedding": unembed,
