@@ -68,6 +68,8 @@ class ModelConfig:
     activation: str = "gelu"
     shared_embeddings: bool = True  # encoder-decoder: one token table for source and target
     norm: str = "layernorm"  # layernorm | rmsnorm | batchnorm (statistics over batch and time)
+    norm_eps: float = 1e-5  # added to the variance (BERT checkpoints use 1e-12)
+    embed_norm: bool = False  # normalize token + position embeddings before block 0 (BERT)
     # pre (GPT-2: normalize each sublayer's input; final norm at the end) | post (2017
     # paper and BERT: normalize after each residual addition)
     norm_placement: str = "pre"
@@ -95,6 +97,8 @@ class ModelConfig:
         _check_choice("norm", self.norm, NORMS)
         _check_choice("norm_placement", self.norm_placement, NORM_PLACEMENTS)
         _check_choice("arch", self.arch, ARCHS)
+        if not 0 < self.norm_eps < 1:
+            raise ConfigError(f"norm_eps must be in (0, 1); got {self.norm_eps}")
         if self.max_relative_distance < 1:
             raise ConfigError(
                 f"max_relative_distance must be >= 1; got {self.max_relative_distance}"

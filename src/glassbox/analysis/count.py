@@ -2,8 +2,8 @@
 
 Parameters are counted on a model built on PyTorch's "meta" device (shapes without
 memory), grouped by component, so the table always sums to what the model of
-`config.arch` holds, even for GPT-2 XL. FLOPs and cache sizes follow from the shapes; docs/inference.md derives each
-formula and checks them against measured timings.
+`config.arch` holds, even for GPT-2 XL. FLOPs and cache sizes follow from the shapes;
+docs/inference.md derives each formula and checks them against measured timings.
 """
 
 from __future__ import annotations

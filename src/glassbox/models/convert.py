@@ -1,4 +1,5 @@
-"""Renaming weights between glassbox's GPT and the GPT-2 checkpoint layout.
+"""Renaming weights between glassbox's models and published checkpoint layouts: GPT-2
+(to and from) and BERT (into an Encoder).
 
 GPT-2's published weights (and Hugging Face's `GPT2LMHeadModel`) name the same tensors
 differently and store each projection as a "Conv1D" whose weight is the transpose of an
@@ -9,11 +10,16 @@ benchmarks can run Hugging Face's implementation on exactly our weights.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import torch
 from torch import Tensor
 
 from glassbox.config import ModelConfig
 from glassbox.errors import GlassboxError
+from glassbox.models.encoder import Encoder
 from glassbox.models.gpt import GPT
 
 # (ours, GPT-2's) names inside block i; `True` marks a Conv1D weight (transposed).
@@ -88,3 +94,71 @@ def from_gpt2_state_dict(state: dict[str, Tensor], config: ModelConfig) -> GPT:
     with torch.no_grad():
         model.load_state_dict(ours)
     return model
+
+
+# BERT (Hugging Face BertModel layout): post-norm blocks with separate q, k, v.
+_BERT_BLOCK = [
+    ("attn.proj", "attention.output.dense"),
+    ("ln_1", "attention.output.LayerNorm"),
+    ("mlp.fc", "intermediate.dense"),
+    ("mlp.proj", "output.dense"),
+    ("ln_2", "output.LayerNorm"),
+]
+
+
+def bert_config(hf: dict[str, Any]) -> ModelConfig:
+    """Our Encoder config for a Hugging Face BERT config.json: post-norm, learned
+    positions, biases, exact GELU, a norm on the embeddings, BERT's eps."""
+    if hf.get("model_type") != "bert" or hf.get("hidden_act") != "gelu":
+        raise GlassboxError("only BERT checkpoints with hidden_act 'gelu' load as an Encoder")
+    if hf["intermediate_size"] % hf["hidden_size"]:
+        raise GlassboxError("BERT's intermediate_size must be a multiple of hidden_size")
+    return ModelConfig(
+        arch="encoder", vocab_size=hf["vocab_size"], block_size=hf["max_position_embeddings"],
+        n_layer=hf["num_hidden_layers"], n_head=hf["num_attention_heads"],
+        n_embd=hf["hidden_size"], mlp_ratio=hf["intermediate_size"] // hf["hidden_size"],
+        bias=True, norm_placement="post", norm_eps=hf["layer_norm_eps"], embed_norm=True,
+    )  # fmt: skip
+
+
+def from_bert_state_dict(state: dict[str, Tensor], config: ModelConfig) -> Encoder:
+    """An Encoder holding a BERT checkpoint's weights. Token type 0's vector is added to
+    every position vector (a single-segment input always adds it); the pooler and the
+    masked-LM head, which BertModel checkpoints may lack, are not loaded."""
+    prefix = "bert." if "bert.embeddings.word_embeddings.weight" in state else ""
+    try:
+        emb = f"{prefix}embeddings."
+        ours = {
+            "tok_emb.weight": state[emb + "word_embeddings.weight"],
+            "pos_emb.table.weight": state[emb + "position_embeddings.weight"]
+            + state[emb + "token_type_embeddings.weight"][0],
+            "ln_embed.weight": state[emb + "LayerNorm.weight"],
+            "ln_embed.bias": state[emb + "LayerNorm.bias"],
+        }
+        for i in range(config.n_layer):
+            theirs = f"{prefix}encoder.layer.{i}."
+            for part in ("weight", "bias"):
+                ours[f"blocks.{i}.attn.qkv.{part}"] = torch.cat(
+                    [
+                        state[f"{theirs}attention.self.{name}.{part}"]
+                        for name in ("query", "key", "value")
+                    ]
+                )
+                for mine, their_name in _BERT_BLOCK:
+                    ours[f"blocks.{i}.{mine}.{part}"] = state[f"{theirs}{their_name}.{part}"]
+    except KeyError as err:
+        raise GlassboxError(f"not a BERT state dict: {err.args[0]} is missing") from None
+    model = Encoder(config)
+    with torch.no_grad():
+        model.load_state_dict(ours)
+    return model.eval()
+
+
+def load_bert(model_dir: Path | str) -> Encoder:
+    """A BERT checkpoint folder (config.json + model.safetensors) as an Encoder, e.g.
+    all-MiniLM-L6-v2. Read with safetensors: nothing is unpickled."""
+    from safetensors.torch import load_file
+
+    model_dir = Path(model_dir)
+    config = bert_config(json.loads((model_dir / "config.json").read_text()))
+    return from_bert_state_dict(load_file(model_dir / "model.safetensors"), config)

@@ -25,8 +25,8 @@ class LayerNorm(nn.LayerNorm):
     when nothing watches, written out (same result) when a hook reads or fixes the scale,
     as direct logit attribution does to treat the norm as linear."""
 
-    def __init__(self, n_embd: int, bias: bool = True) -> None:
-        super().__init__(n_embd, bias=bias)
+    def __init__(self, n_embd: int, bias: bool = True, eps: float = 1e-5) -> None:
+        super().__init__(n_embd, eps=eps, bias=bias)
         self.hook_scale = HookPoint()
 
     def forward(self, x: Tensor) -> Tensor:
@@ -59,9 +59,9 @@ class RMSNorm(nn.Module):
 class BatchNorm(nn.Module):
     """BatchNorm1d over the feature dimension, with every (batch, time) position a sample."""
 
-    def __init__(self, n_embd: int) -> None:
+    def __init__(self, n_embd: int, eps: float = 1e-5) -> None:
         super().__init__()
-        self.norm = nn.BatchNorm1d(n_embd)
+        self.norm = nn.BatchNorm1d(n_embd, eps=eps)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.norm(x.reshape(-1, x.size(-1))).view(x.shape)  # (..., C)
@@ -69,7 +69,7 @@ class BatchNorm(nn.Module):
 
 def make_norm(config: ModelConfig) -> nn.Module:
     if config.norm == "rmsnorm":
-        return RMSNorm(config.n_embd)
+        return RMSNorm(config.n_embd, eps=config.norm_eps)
     if config.norm == "batchnorm":
-        return BatchNorm(config.n_embd)
-    return LayerNorm(config.n_embd, bias=config.bias)
+        return BatchNorm(config.n_embd, eps=config.norm_eps)
+    return LayerNorm(config.n_embd, bias=config.bias, eps=config.norm_eps)

@@ -61,6 +61,8 @@ class Stack(nn.Module):
         # multiplies the embeddings by sqrt(n_embd), and so do we, for sinusoidal only.
         sinusoidal = config.pos_encoding == "sinusoidal"
         self.emb_scale = math.sqrt(config.n_embd) if sinusoidal else 1.0
+        if config.embed_norm:
+            self.ln_embed = make_norm(config)  # (BERT) the summed embeddings, normalized
         self.drop = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
         self.blocks = nn.ModuleList(Block(config, cross=cross) for _ in range(config.n_layer))
         self.ln_f = make_norm(config) if config.norm_placement == "pre" else nn.Identity()
@@ -106,6 +108,8 @@ class Stack(nn.Module):
         x = self.hook_embed(x)  # (B, T, C)
         if self.pos_emb is not None:
             x = x + self.hook_pos_embed(self.pos_emb(positions))  # (B, T, C)
+        if hasattr(self, "ln_embed"):
+            x = self.ln_embed(x)
         x = self.drop(x)
         if self.alibi is not None:  # slot offsets equal position offsets between real tokens
             alibi = self.alibi(slots[start:], slots)  # (1, H, T, S)
