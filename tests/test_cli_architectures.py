@@ -32,6 +32,9 @@ def test_encoder_trains_fills_masks_and_refuses_to_sample(tmp_path, text_file, c
     assert main(["sample", "--run", run]) == 2
     assert "fills masks" in capsys.readouterr().err
     assert main(["fill-mask", "--run", run, "no mask here"]) == 2
+    report = run_json(capsys, ["inspect", run, "--prompt", "First", "--lens", "--json"])
+    assert report["tokens"] == ["[CLS]", "F", "i", "r", "s", "t"]  # as the encoder trained
+    assert main(["inspect", run, "--heads"]) == 2  # detectors read causal attention
 
 
 def test_encoder_decoder_learns_to_reverse_and_reports_exact_match(tmp_path, capsys):

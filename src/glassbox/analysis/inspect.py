@@ -106,10 +106,15 @@ def inspect_run(
     html: Path | str | None = None,
     png: Path | str | None = None,
 ) -> dict[str, Any]:
-    """Run the requested analyses on a decoder run; returns a JSON-ready dict."""
+    """Run the requested analyses on a decoder or encoder run; returns a JSON-ready dict.
+    An encoder reads the prompt after a [CLS] token, as in training."""
     model, tokenizer = runs.load_model(run_dir)
-    if model.config.arch != "decoder":
-        raise GlassboxError(f"inspect reads decoder runs for now; {run_dir} is {model.config.arch}")
+    arch = model.config.arch
+    if arch == "encoder-decoder":
+        raise GlassboxError(
+            "inspect reads decoder and encoder runs; for an encoder-decoder use the Python "
+            "API (run_with_cache; cross-attention is decoder.blocks.N.cross_attn.hook_pattern)"
+        )
     report: dict[str, Any] = {"run": str(run_dir)}
     if heads:
         report["heads"] = heads_report(run_dir, model)
@@ -122,12 +127,19 @@ def inspect_run(
     ids = tokenizer.encode(prompt)
     if not ids:
         raise GlassboxError("the prompt encodes to no tokens")
+    names = [token_text(tokenizer, i) for i in ids]
+    if arch == "encoder":
+        from glassbox.train.objectives import encoder_special_ids
+
+        ids, names = (
+            [encoder_special_ids(model.config.vocab_size)["[CLS]"], *ids],
+            ["[CLS]", *names],
+        )
     if model.config.position_table and len(ids) > model.config.block_size:
         raise GlassboxError(
             f"the prompt is {len(ids)} tokens; this model reads at most {model.config.block_size}"
         )
     tokens = torch.tensor([ids])  # (1, T)
-    names = [token_text(tokenizer, i) for i in ids]
     report["tokens"] = names
     if lens:
         result = logit_lens(model, tokens, top_k=top_k)
@@ -157,8 +169,14 @@ def inspect_run(
 
 
 def token_text(tokenizer, i: int) -> str:
+    """A token id as text: a task's special names, an encoder's [PAD]/[MASK]/[CLS] (ids
+    past the tokenizer's), else its bytes decoded."""
     if hasattr(tokenizer, "token_str"):
         return tokenizer.token_str(i)
+    if i >= tokenizer.vocab_size:
+        from glassbox.train.objectives import ENCODER_SPECIALS
+
+        return ENCODER_SPECIALS[i - tokenizer.vocab_size]
     return tokenizer.decode_bytes([i]).decode("utf-8", errors="replace")
 
 
