@@ -101,3 +101,10 @@ def test_inspect_reads_a_prompt(tmp_path, capsys):
     assert sorted(p.name for p in png.iterdir()) == ["attention_layer0.png", "attention_layer1.png"]
     assert main(["inspect", run, "--prompt", "abc!"]) == 2  # '!' is not in the alphabet
     assert main(["inspect", run, "--lens"]) == 2  # --lens reads a --prompt
+
+
+def test_the_cli_offers_every_task():
+    from glassbox.cli import TASKS
+    from glassbox.data.tasks import TASKS as SEQ2SEQ_TASKS
+
+    assert TASKS == (*SEQ2SEQ_TASKS, "induction")

@@ -31,6 +31,7 @@ from glassbox.config import (
 )
 from glassbox.errors import GlassboxError
 
+# glassbox.data.tasks.TASKS plus induction, spelled out to keep torch out of startup
 TASKS = ("copy", "reverse", "sort", "addition", "induction")
 CHOICES = {
     "arch": ARCHS,
