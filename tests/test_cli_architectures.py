@@ -70,6 +70,7 @@ def test_bad_task_settings_are_one_line_errors(tmp_path, text_file, capsys, flag
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "x").exists()  # nothing written for settings that cannot work
 
 
 def test_induction_heads_form_and_ablating_them_removes_the_gap(tmp_path, capsys):
@@ -107,4 +108,4 @@ def test_the_cli_offers_every_task():
     from glassbox.cli import TASKS
     from glassbox.data.tasks import TASKS as SEQ2SEQ_TASKS
 
-    assert TASKS == (*SEQ2SEQ_TASKS, "induction")
+    assert (*SEQ2SEQ_TASKS, "induction") == TASKS

@@ -76,6 +76,14 @@ def train(
     model_config = model_config or ModelConfig()
     train_config = train_config or TrainConfig()
     run_dir = Path(train_config.run_dir)
+    # Settings that cannot work fail before anything is written (or overwritten).
+    if train_config.task:
+        tokenizer, corpus = _prepare_task(model_config, train_config)
+    elif model_config.arch == "encoder-decoder":
+        raise GlassboxError(
+            "an encoder-decoder trains on a source -> target task: pass --task "
+            "(copy, reverse, sort or addition)"
+        )
     if (run_dir / runs.CONFIG).exists():
         if not overwrite:
             raise GlassboxError(
@@ -84,10 +92,7 @@ def train(
             )
         runs.remove_run_files(run_dir)  # only what a run writes, never anything else there
     run_dir.mkdir(parents=True, exist_ok=True)
-
-    if train_config.task:
-        tokenizer, corpus = _prepare_task(model_config, train_config)
-    else:
+    if not train_config.task:
         tokenizer, corpus = _prepare_corpus(model_config, train_config, run_dir)
     n_specials = len(ENCODER_SPECIALS) if model_config.arch == "encoder" else 0
     model_config = override(model_config, {"vocab_size": tokenizer.vocab_size + n_specials})
@@ -303,11 +308,6 @@ def _prepare_corpus(
     mc: ModelConfig, tc: TrainConfig, run_dir: Path
 ) -> tuple[Tokenizer, dict[str, Any]]:
     """Build the tokenizer and write the corpus's ids to the run's token file."""
-    if mc.arch == "encoder-decoder":
-        raise GlassboxError(
-            "an encoder-decoder trains on a source -> target task: pass --task "
-            "(copy, reverse, sort or addition)"
-        )
     tokenizer, chunks = _build_tokenizer(tc)
     path = run_dir / runs.TOKENS
     n_tokens = write_tokens(chunks, tokenizer.encode, tokenizer.vocab_size, path)
