@@ -109,3 +109,18 @@ def test_bfloat16_autocast_on_the_cpu_trains_and_keeps_fp32_weights(tiny_configs
     model, _ = runs.load_model(result.run_dir)
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert math.isfinite(result.val_loss)
+
+
+def test_a_task_run_resumes_exactly(tmp_path):
+    from glassbox.config import from_preset
+
+    def configs(run: str, iters: int):
+        return from_preset(
+            "seq2seq", run_dir=str(tmp_path / run), max_iters=iters, lr_decay_iters=8,
+            eval_interval=4, eval_iters=2, n_embd=32, batch_size=8, device="cpu",
+        )  # fmt: skip
+
+    whole = train(*configs("whole", 8), progress=False)
+    train(*configs("split", 4), progress=False)
+    resumed = resume(tmp_path / "split", progress=False, max_iters=8)
+    assert resumed.val_loss == whole.val_loss
