@@ -101,6 +101,9 @@ def test_inspect_reads_a_prompt(tmp_path, capsys):
     assert html.read_text().count("<script") == 2  # self-contained: data and code inline
     assert sorted(p.name for p in png.iterdir()) == ["attention_layer0.png", "attention_layer1.png"]
     assert main(["inspect", run, "--prompt", "abc!"]) == 2  # '!' is not in the alphabet
+    losses = run_json(capsys, ["eval", "--run", run, "--json"])  # no corpus: the task's probe
+    assert losses["first_block_loss"] > 0 and losses["repeat_loss"] > 0
+    assert main(["sample", "--run", run, "--prompt", "abcab", "--max-new-tokens", "3"]) == 0
     assert main(["inspect", run, "--lens"]) == 2  # --lens reads a --prompt
 
 

@@ -259,7 +259,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     model, tokenizer = runs.load_model(args.run, args.checkpoint, device)
-    if model.config.arch != "decoder":
+    if model.config.arch != "decoder" or runs.load_configs(args.run)[1].task:
         result = _eval_other(args, model, device)
         print(json.dumps(result) if args.json else _describe(result))
         return 0
@@ -287,7 +287,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _eval_other(args: argparse.Namespace, model, device: str) -> dict[str, Any]:
-    """Encoder-decoder: exact match on the held-out examples. Encoder: masked-LM loss."""
+    """Encoder-decoder: exact match on the held-out examples. Encoder: masked-LM loss.
+    Induction: the loss on the first block and on its repeat."""
     from glassbox.runs import load_configs
     from glassbox.train.evaluate import estimate_loss, exact_match
     from glassbox.train.objectives import held_out_examples, task_from_config
@@ -296,6 +297,11 @@ def _eval_other(args: argparse.Namespace, model, device: str) -> dict[str, Any]:
     if args.data is not None:
         raise GlassboxError(f"--data applies to decoder runs; {args.run} is {model.config.arch}")
     model_config, train_config = load_configs(args.run)
+    if train_config.task == "induction":
+        from glassbox.analysis.inspect import induction_probe, repeat_losses
+
+        tokens, start = induction_probe(args.run, model)
+        return {"run": args.run, "task": "induction", **repeat_losses(model, tokens, start)}
     if model.config.arch == "encoder-decoder":
         task = task_from_config(train_config)
         pairs = held_out_examples(task, train_config.seed)
@@ -307,6 +313,11 @@ def _eval_other(args: argparse.Namespace, model, device: str) -> dict[str, Any]:
 
 
 def _describe(result: dict[str, Any]) -> str:
+    if "repeat_loss" in result:
+        return (
+            f"induction: loss {result['first_block_loss']:.4f} on random blocks, "
+            f"{result['repeat_loss']:.4f} on their repeats"
+        )
     if "exact_match" in result:
         lines = [
             f"{result['task']}: exact match {result['exact_match']:.2%} on "

@@ -49,8 +49,10 @@ def pack_for_cpu(model: GPT, min_weights: int = MIN_PACKED_WEIGHTS) -> GPT:
         return model
     model.eval()
     for block in model.blocks:
-        for parent, name in ((block.attn, "qkv"), (block.attn, "proj"), (block.mlp, "fc"),
-                             (block.mlp, "proj")):  # fmt: skip
+        layers = [(block.attn, "qkv"), (block.attn, "proj")]
+        if hasattr(block, "mlp"):  # attention-only blocks have none
+            layers += [(block.mlp, "fc"), (block.mlp, "proj")]
+        for parent, name in layers:
             linear = getattr(parent, name)
             if isinstance(linear, nn.Linear) and linear.weight.numel() >= min_weights:
                 setattr(parent, name, PackedLinear(linear.weight.detach(), linear.bias))
