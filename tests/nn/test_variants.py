@@ -538,6 +538,22 @@ def test_dropout_is_random_in_training_and_off_at_evaluation(arch):
     assert max_diff(first, a) > 1e-3
 
 
+def test_every_sublayer_output_is_dropped_out_in_training():
+    """Each residual write (attention and MLP) has its own dropout: about p of its
+    elements are exactly zero in training, none at evaluation."""
+    torch.manual_seed(0)
+    model = scramble(build_model(config(dropout=0.3)))
+    idx = torch.randint(3, V, (8, 12))
+    names = ["blocks.0.hook_attn_out", "blocks.0.hook_mlp_out"]
+    for training, expected in ((True, 0.3), (False, 0.0)):
+        model.train(training)
+        with torch.no_grad():
+            _, cache = model.run_with_cache(idx, names_filter=names)
+        for name in names:
+            zeros = (cache[name] == 0).float().mean().item()
+            assert abs(zeros - expected) < 0.05, (name, training, zeros)
+
+
 # --- every variant decodes the same with and without the KV cache ---------------------------
 
 
