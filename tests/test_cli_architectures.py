@@ -53,6 +53,13 @@ def test_encoder_decoder_learns_to_reverse_and_reports_exact_match(tmp_path, cap
     assert "beam size must be >= 1" in capsys.readouterr().err
     assert main(["sample", "--run", run, "--prompt", "1234567890"]) == 2
     assert "longer than the 6" in capsys.readouterr().err
+    html = tmp_path / "attn.html"
+    report = run_json(capsys, ["inspect", run, "--prompt", "12345", "--html", str(html),
+                               "--json"])  # fmt: skip
+    assert report["output"] == "54321"
+    pages = [tmp_path / f"attn-{part}.html" for part in ("encoder", "decoder", "cross")]
+    assert report["html"] == [str(p) for p in pages] and all(p.is_file() for p in pages)
+    assert main(["inspect", run, "--prompt", "12345", "--lens"]) == 2
 
 
 @pytest.mark.parametrize(

@@ -84,7 +84,8 @@ def test_accepts_torch_and_writes_utf8(tmp_path):
     "tokens, patterns, kw, message",
     [
         (["a", "b"], np.ones((2, 2, 2)), {}, "must be 4-D"),
-        (["a", "b"], np.ones((1, 1, 3, 3)) / 3, {}, "must both equal len(tokens) = 2"),
+        (["a", "b"], np.ones((1, 1, 3, 3)) / 3, {}, "= (2, 2)"),
+        (["a", "b"], np.ones((1, 1, 2, 2)) / 2, {"key_tokens": ["x", "y", "z"]}, "= (2, 3)"),
         (["a", "b"], np.full((1, 1, 2, 2), np.nan), {}, "non-finite"),
         (["a", "b"], -np.ones((1, 1, 2, 2)), {}, "negative values"),
         ([], np.ones((1, 1, 0, 0)), {}, "empty dimension"),
@@ -269,3 +270,23 @@ def test_hovering_a_token_shows_its_weights(chromium, tmp_path):
     page.select("#head", "0")
     titles = page.eval("[...document.querySelectorAll('.tok')].map(e => e.title)")
     np.testing.assert_allclose([float(t) for t in titles], patterns[1, 0, k], atol=5e-4 + 1e-5)
+
+
+@pytest.mark.browser
+def test_cross_attention_shows_source_keys_for_a_target_query(chromium, tmp_path):
+    targets, sources = ["<bos>", "3", "2", "1"], ["1", "2", "3", "<pad>", "<pad>"]
+    rng = np.random.default_rng(3)
+    weights = rng.random((2, 2, len(targets), len(sources)))
+    weights[..., 3:] = 0.0  # padded source positions get nothing
+    patterns = weights / weights.sum(-1, keepdims=True)  # (L, H, T_target, S_source)
+    path = write_attention_html(tmp_path / "cross.html", targets, patterns, key_tokens=sources)
+    page = chromium.open(path.as_uri())
+    assert page.eval("document.querySelectorAll('#keys .tok').length") == len(sources)
+    page.select("#layer", "1")
+    page.select("#head", "0")
+    page.hover('#tokens .tok[data-index="2"]')  # the target position that writes "2"
+    titles = page.eval("[...document.querySelectorAll('#keys .tok')].map(e => e.title)")
+    np.testing.assert_allclose([float(t) for t in titles], patterns[1, 0, 2], atol=5e-4 + 1e-5)
+    readout = page.eval("document.getElementById('readout').textContent").split("\n")
+    assert readout[0] == "2 (position 2) attends to:"
+    assert [line.split(": ")[0] for line in readout[1:]] == ["1", "2", "3"]  # no padding

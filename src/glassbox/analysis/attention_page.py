@@ -58,18 +58,20 @@ def _as_array(patterns: Any) -> np.ndarray:
         raise GlassboxError(f"patterns must be a numeric array or tensor ({e})") from None
 
 
-def _check(tokens: list[str], arr: np.ndarray, layer_names: list[str] | None) -> None:
+def _check(
+    tokens: list[str], keys: list[str], arr: np.ndarray, layer_names: list[str] | None
+) -> None:
     if arr.ndim != 4:
         raise GlassboxError(
             f"patterns must be 4-D (n_layer, n_head, T, T), got shape {tuple(arr.shape)}"
         )
     n_layer, n_head, t_query, t_key = arr.shape
-    if not all(isinstance(t, str) for t in tokens):
+    if not all(isinstance(t, str) for t in tokens + keys):
         raise GlassboxError("tokens must be a list of strings")
-    if t_query != len(tokens) or t_key != len(tokens):
+    if t_query != len(tokens) or t_key != len(keys):
         raise GlassboxError(
-            f"patterns' last two dims {(t_query, t_key)} must both equal "
-            f"len(tokens) = {len(tokens)}"
+            f"patterns' last two dims {(t_query, t_key)} must equal (len(tokens), "
+            f"len(key_tokens or tokens)) = {(len(tokens), len(keys))}"
         )
     if n_layer == 0 or n_head == 0 or not tokens:
         raise GlassboxError(f"patterns has an empty dimension: shape {tuple(arr.shape)}")
@@ -96,9 +98,12 @@ def attention_html(
     *,
     title: str = "attention patterns",
     layer_names: list[str] | None = None,
+    key_tokens: list[str] | None = None,
 ) -> str:
     """One standalone HTML page showing `patterns`, shape (n_layer, n_head, T, T), query
-    x key, over `tokens` (length T).
+    x key, over `tokens` (length T). For cross-attention, `key_tokens` (length S) are the
+    source tokens the queries read, patterns are (n_layer, n_head, T, S), and the page
+    shows the keys in a row of their own (`#keys`) above the queries.
 
     Rows are softmax weights: they sum to 1, with zeros above the diagonal for a causal
     model. The page has selects `#layer` and `#head`, tokens as `.tok[data-index]` spans,
@@ -110,10 +115,12 @@ def attention_html(
     """
     arr = _as_array(patterns)
     tokens = list(tokens)
-    _check(tokens, arr, layer_names)
+    keys = tokens if key_tokens is None else list(key_tokens)
+    _check(tokens, keys, arr, layer_names)
     n_layer, n_head = arr.shape[:2]
     data = {
         "tokens": [visible_token(t) for t in tokens],
+        "keys": None if key_tokens is None else [visible_token(t) for t in keys],
         "layers": list(layer_names) if layer_names else [f"layer {i}" for i in range(n_layer)],
         "heads": [f"head {h}" for h in range(n_head)],
         "patterns": np.round(arr, DECIMALS).tolist(),  # [layer][head][query][key]
@@ -142,6 +149,7 @@ _PAGE = """<!DOCTYPE html>
   <label>Head <select id="head"></select></label>
   <span class="hint">Hover a token to see what it attends to.</span>
 </p>
+<div id="keys"></div>
 <div id="tokens"></div>
 <div id="readout">Hover a token.</div>
 <canvas id="heatmap"></canvas>
@@ -154,7 +162,8 @@ _PAGE = """<!DOCTYPE html>
 _CSS = """
 body { font-family: sans-serif; margin: 1.5em; color: #222; }
 .hint { color: #777; margin-left: 1em; }
-#tokens { margin: 1em 0; }
+#tokens, #keys { margin: 1em 0; }
+#keys:not(:empty)::before { content: "source: "; color: #777; }
 .tok { display: inline-flex; flex-direction: column; align-items: center; margin: 2px 1px;
        padding: 2px 3px; border: 1px solid #ddd; border-radius: 3px; cursor: default; }
 .tok.query { outline: 2px solid #0057b8; }
@@ -165,15 +174,18 @@ body { font-family: sans-serif; margin: 1.5em; color: #222; }
 """
 
 # The JS is written to be read: state is (layer, head, query), and show() redraws
-# everything from it. Weights colour tokens as rgba(255, 99, 71, weight).
+# everything from it. Weights colour key tokens as rgba(255, 99, 71, weight); for
+# self-attention the query row is also the key row.
 _JS = """
 const data = JSON.parse(document.getElementById("data").textContent);
 const T = data.tokens.length;
+const keyNames = data.keys || data.tokens;  // cross-attention: the source tokens
+const S = keyNames.length;
 const layerSel = document.getElementById("layer");
 const headSel = document.getElementById("head");
 const readout = document.getElementById("readout");
 const canvas = document.getElementById("heatmap");
-const cell = Math.max(2, Math.min(16, Math.floor(320 / T)));  // px per heatmap cell
+const cell = Math.max(2, Math.min(16, Math.floor(320 / Math.max(T, S))));  // px per cell
 let query = null;  // index of the hovered token, or null
 
 function fillSelect(select, names) {
@@ -183,31 +195,38 @@ function fillSelect(select, names) {
 fillSelect(layerSel, data.layers);
 fillSelect(headSel, data.heads);
 
-const spans = data.tokens.map((text, i) => {
-  const span = document.createElement("span");
-  span.className = "tok";
-  span.dataset.index = i;
-  span.tabIndex = 0;  // keyboard users can focus tokens too
-  const label = document.createElement("span");
-  label.className = "text";
-  label.textContent = text;  // textContent, never innerHTML: tokens are data, not markup
-  const weight = document.createElement("span");
-  weight.className = "w";
-  span.append(label, weight);
-  const pick = () => { query = i; show(); };
-  span.addEventListener("mouseenter", pick);
-  span.addEventListener("focus", pick);
-  document.getElementById("tokens").append(span);
-  return span;
-});
+function tokenSpans(texts, parent, hoverable) {
+  return texts.map((text, i) => {
+    const span = document.createElement("span");
+    span.className = "tok";
+    span.dataset.index = i;
+    const label = document.createElement("span");
+    label.className = "text";
+    label.textContent = text;  // textContent, never innerHTML: tokens are data, not markup
+    const weight = document.createElement("span");
+    weight.className = "w";
+    span.append(label, weight);
+    if (hoverable) {
+      span.tabIndex = 0;  // keyboard users can focus tokens too
+      const pick = () => { query = i; show(); };
+      span.addEventListener("mouseenter", pick);
+      span.addEventListener("focus", pick);
+    }
+    document.getElementById(parent).append(span);
+    return span;
+  });
+}
+const spans = tokenSpans(data.tokens, "tokens", true);  // the queries
+const keySpans = data.keys ? tokenSpans(data.keys, "keys", false) : spans;
 
-canvas.width = canvas.height = T * cell;
+canvas.width = S * cell;
+canvas.height = T * cell;
 canvas.addEventListener("mousemove", (e) => {
   const row = Math.floor(e.offsetY / cell);
   if (row >= 0 && row < T && row !== query) { query = row; show(); }
 });
 
-function pattern() {  // the selected head's T x T weights, [query][key]
+function pattern() {  // the selected head's T x S weights, [query][key]
   return data.patterns[layerSel.value][headSel.value];
 }
 
@@ -215,13 +234,13 @@ function show() {
   const p = pattern();
   const row = query === null ? null : p[query];
   const lines = [];
-  spans.forEach((span, j) => {
+  spans.forEach((span, i) => span.classList.toggle("query", i === query));
+  keySpans.forEach((span, j) => {
     const w = row ? row[j] : 0;
     span.style.background = `rgba(255, 99, 71, ${w})`;
-    span.classList.toggle("query", j === query);
     span.title = row ? w.toFixed(3) : "";
     span.querySelector(".w").textContent = row && w > 0 ? w.toFixed(3) : "";
-    if (row && w > 0) lines.push(`${data.tokens[j]}: ${w.toFixed(3)}`);
+    if (row && w > 0) lines.push(`${keyNames[j]}: ${w.toFixed(3)}`);
   });
   readout.textContent = row
     ? `${data.tokens[query]} (position ${query}) attends to:\\n` + lines.join("\\n")
@@ -234,14 +253,14 @@ function drawHeatmap(p) {
   ctx.fillStyle = "white";
   ctx.fillRect(0, 0, canvas.width, canvas.height);
   for (let q = 0; q < T; q++) {
-    for (let k = 0; k < T; k++) {
+    for (let k = 0; k < S; k++) {
       ctx.fillStyle = `rgba(255, 99, 71, ${p[q][k]})`;
       ctx.fillRect(k * cell, q * cell, cell, cell);
     }
   }
   if (query !== null) {  // outline the hovered query's row
     ctx.strokeStyle = "#0057b8";
-    ctx.strokeRect(0.5, query * cell + 0.5, T * cell - 1, cell - 1);
+    ctx.strokeRect(0.5, query * cell + 0.5, S * cell - 1, cell - 1);
   }
 }
 

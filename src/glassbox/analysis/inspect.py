@@ -111,10 +111,13 @@ def inspect_run(
     model, tokenizer = runs.load_model(run_dir)
     arch = model.config.arch
     if arch == "encoder-decoder":
-        raise GlassboxError(
-            "inspect reads decoder and encoder runs; for an encoder-decoder use the Python "
-            "API (run_with_cache; cross-attention is decoder.blocks.N.cross_attn.hook_pattern)"
-        )
+        if heads or circuits or lens or target or prompt is None:
+            raise GlassboxError(
+                "for an encoder-decoder, inspect draws the attention of one --prompt "
+                "(a source) with --html and --png; the other analyses read one stack"
+            )
+        return {"run": str(run_dir), **seq2seq_attention(run_dir, model, tokenizer, prompt,
+                                                         html, png)}  # fmt: skip
     report: dict[str, Any] = {"run": str(run_dir)}
     if heads:
         report["heads"] = heads_report(run_dir, model)
@@ -168,6 +171,51 @@ def inspect_run(
     return report
 
 
+def seq2seq_attention(
+    run_dir: Path | str, model, tokenizer, source: str, html, png
+) -> dict[str, Any]:
+    """Decode `source` greedily, then draw the three kinds of attention of that pass:
+    the encoder's self-attention over the source, the decoder's causal self-attention
+    over the target, and the decoder's cross-attention from target to source."""
+    from glassbox.data.tasks import BOS, EOS, PAD
+    from glassbox.generate.seq2seq import greedy_decode
+    from glassbox.train.objectives import task_from_config
+
+    task = task_from_config(runs.load_configs(run_dir)[1])
+    src_ids = tokenizer.encode(source)
+    if not src_ids:
+        raise GlassboxError("the source encodes to no tokens")
+    src = torch.tensor([src_ids])  # (1, S)
+    [out] = greedy_decode(model, src, bos=BOS, eos=EOS, max_len=task.max_target_len)
+    tgt = torch.tensor([[BOS, *out]])  # (1, T): the decoder's inputs
+    src_names = [token_text(tokenizer, i) for i in src_ids]
+    tgt_names = [token_text(tokenizer, i) for i in tgt[0].tolist()]
+    L = model.config.n_layer
+    kinds = {  # part -> (hook name pattern, query tokens, key tokens)
+        "encoder": ("encoder.blocks.{}.attn.hook_pattern", src_names, src_names),
+        "decoder": ("decoder.blocks.{}.attn.hook_pattern", tgt_names, tgt_names),
+        "cross": ("decoder.blocks.{}.cross_attn.hook_pattern", tgt_names, src_names),
+    }
+    names = [pattern.format(layer) for pattern, _, _ in kinds.values() for layer in range(L)]
+    _, cache = model.run_with_cache(src, tgt, src_mask=src != PAD, names_filter=names)
+    report: dict[str, Any] = {"source": src_names, "output": tokenizer.decode(out)}
+    for part, (pattern, queries, keys) in kinds.items():
+        patterns = torch.stack([cache[pattern.format(layer)][0] for layer in range(L)]).float()
+        if html:
+            from glassbox.analysis.attention_page import write_attention_html
+
+            path = Path(html)
+            path = path.with_name(f"{path.stem}-{part}{path.suffix or '.html'}")
+            cross = keys if part == "cross" else None
+            title = f"{run_dir}: {part} attention"
+            write_attention_html(path, queries, patterns, title=title, key_tokens=cross)
+            report.setdefault("html", []).append(str(path))
+        if png:
+            paths = plot_patterns(patterns, queries, Path(png), key_tokens=keys, prefix=part)
+            report.setdefault("png", []).extend(str(p) for p in paths)
+    return report
+
+
 def token_text(tokenizer, i: int) -> str:
     """A token id as text: a task's special names, an encoder's [PAD]/[MASK]/[CLS] (ids
     past the tokenizer's), else its bytes decoded."""
@@ -188,8 +236,16 @@ def attention_patterns(model, tokens: Tensor) -> Tensor:
     return torch.stack([cache[name][0] for name in names]).float().cpu()
 
 
-def plot_patterns(patterns: Tensor, tokens: list[str], out_dir: Path) -> list[Path]:
-    """One PNG per layer: a heatmap per head, queries down, keys across."""
+def plot_patterns(
+    patterns: Tensor,
+    tokens: list[str],
+    out_dir: Path,
+    *,
+    key_tokens: list[str] | None = None,
+    prefix: str = "attention",
+) -> list[Path]:
+    """One PNG per layer: a heatmap per head, queries (tokens) down, keys (key_tokens,
+    default the same tokens) across."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -199,21 +255,22 @@ def plot_patterns(patterns: Tensor, tokens: list[str], out_dir: Path) -> list[Pa
 
     out_dir.mkdir(parents=True, exist_ok=True)
     labels = [visible_token(t) for t in tokens]
+    key_labels = [visible_token(t) for t in (key_tokens or tokens)]
     paths = []
-    n_layer, n_head, T, _ = patterns.shape
+    n_layer, n_head, T, S = patterns.shape
     for layer in range(n_layer):
         fig, axes = plt.subplots(1, n_head, figsize=(3.2 * n_head, 3.4), squeeze=False)
         for head, ax in enumerate(axes[0]):
             ax.imshow(patterns[layer, head].numpy(), cmap="Blues", vmin=0, vmax=1)
             ax.set_title(f"layer {layer} head {head}", fontsize=9)
-            if T <= 40:
-                ax.set_xticks(range(T), labels, fontsize=6, rotation=90)
+            if max(T, S) <= 40:
+                ax.set_xticks(range(S), key_labels, fontsize=6, rotation=90)
                 ax.set_yticks(range(T), labels, fontsize=6)
             else:
                 ax.set_xticks([])
                 ax.set_yticks([])
         fig.tight_layout()
-        path = out_dir / f"attention_layer{layer}.png"
+        path = out_dir / f"{prefix}_layer{layer}.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)
         paths.append(path)
