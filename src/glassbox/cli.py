@@ -103,8 +103,9 @@ def cmd_train(args: argparse.Namespace, names: list[str]) -> int:
             raise GlassboxError("--resume needs --run DIR: the run to continue")
         result = resume(run_dir, progress=progress, **changes)
     else:
-        task = changes.get("task")
-        preset = args.preset or {None: "char-small", "induction": "induction"}.get(task, "seq2seq")
+        task, arch = changes.get("task"), changes.get("arch")
+        default = "encoder" if arch == "encoder" and not task else "char-small"
+        preset = args.preset or {None: default, "induction": "induction"}.get(task, "seq2seq")
         model_config, train_config = from_preset(preset, **changes)
         result = train(model_config, train_config, overwrite=args.overwrite, progress=progress)
     print(
@@ -424,8 +425,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, list[str]]:
         "--preset",
         default=None,
         choices=list(PRESETS),
-        help="starting configuration (char-small; seq2seq with --task); "
-        + "; ".join(f"{k}: {v.description}" for k, v in PRESETS.items()),
+        help="starting configuration (char-small; encoder with --arch encoder; seq2seq or "
+        "induction with --task); "
+        + "; ".join(f"{k}: {v.description}" for k, v in PRESETS.items()).replace("%", "%%"),
     )
     p.add_argument(
         "--resume", action="store_true", help="continue the run in --run from its last checkpoint"
