@@ -28,6 +28,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from glassbox.analysis.lens import check_head
 from glassbox.errors import GlassboxError
 from glassbox.nn.norms import BatchNorm
 
@@ -141,19 +142,6 @@ def _stack(model: nn.Module, part: str | None) -> nn.Module:
     return getattr(model, part)
 
 
-def _check_layer(stack: nn.Module, layer: int) -> None:
-    n = len(stack.blocks)
-    if not 0 <= layer < n:
-        raise GlassboxError(f"layer {layer} is out of range: the model has {n} layers (0-{n - 1})")
-
-
-def _check_head(stack: nn.Module, layer: int, head: int) -> None:
-    _check_layer(stack, layer)
-    n = stack.blocks[layer].attn.n_head
-    if not 0 <= head < n:
-        raise GlassboxError(f"head {head} is out of range: layer {layer} has {n} heads (0-{n - 1})")
-
-
 def _gain(norm: nn.Module, where: str) -> Tensor | None:
     """The norm's gain g (C,) to fold, or None when there is nothing to fold."""
     if isinstance(norm, nn.Identity):
@@ -212,7 +200,7 @@ def head_weights(
     {'W_Q': (32, 8), 'W_K': (32, 8), 'W_V': (32, 8), 'W_O': (8, 32)}
     """
     stack = _stack(model, part)
-    _check_head(stack, layer, head)
+    check_head(stack, layer, head)
     return {name: w[head] for name, w in _layer_weights(stack, layer, fold_ln).items()}
 
 

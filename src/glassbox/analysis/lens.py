@@ -40,6 +40,17 @@ def check_single_stack(model: nn.Module, what: str) -> None:
         )
 
 
+def check_head(stack: nn.Module, layer: int, head: int) -> None:
+    """A one-line error unless `stack` (a GPT, an Encoder, or one stack of an
+    encoder-decoder) has this layer and this head."""
+    n = len(stack.blocks)
+    if not 0 <= layer < n:
+        raise GlassboxError(f"layer {layer} is out of range: the model has {n} layers (0-{n - 1})")
+    n = stack.blocks[layer].attn.n_head
+    if not 0 <= head < n:
+        raise GlassboxError(f"head {head} is out of range: layer {layer} has {n} heads (0-{n - 1})")
+
+
 def as_batch(tokens: Tensor, model: nn.Module) -> Tensor:
     """tokens (T,) or (B, T) as a (B, T) batch on the model's device."""
     if tokens.dim() == 1:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from glassbox.analysis.lens import as_batch, check_single_stack
+from glassbox.analysis.lens import as_batch, check_head, check_single_stack
 from glassbox.errors import GlassboxError
 from glassbox.models import evaluating
 from glassbox.nn.hooks import HookFn, HookPoint
@@ -30,19 +30,6 @@ from glassbox.nn.hooks import HookFn, HookPoint
 Metric = Callable[[Tensor], float | Tensor]  # logits (B, T, V) -> a number
 Patch = tuple[str, tuple]  # (hook name, index into one run's activation, batch first)
 ABLATIONS = ("zero", "mean")
-
-
-def _check_heads(model: nn.Module, heads: Sequence[tuple[int, int]]) -> None:
-    n_layer, n_head = len(model.blocks), model.config.n_head
-    for layer, head in heads:
-        if not 0 <= layer < n_layer:
-            raise GlassboxError(
-                f"layer {layer} is out of range: the model has {n_layer} layers (0-{n_layer - 1})"
-            )
-        if not 0 <= head < n_head:
-            raise GlassboxError(
-                f"head {head} is out of range: layer {layer} has {n_head} heads (0-{n_head - 1})"
-            )
 
 
 def ablate_heads(
@@ -66,7 +53,8 @@ def ablate_heads(
         raise GlassboxError(f"how must be one of {', '.join(ABLATIONS)}; got {how!r}")
     if reference is not None and how != "mean":
         raise GlassboxError("reference is only used with how='mean'")
-    _check_heads(model, heads)
+    for layer, head in heads:
+        check_head(model, layer, head)
     tokens = as_batch(tokens, model)
     by_layer: dict[int, list[int]] = defaultdict(list)
     for layer, head in heads:
@@ -208,9 +196,8 @@ def patch_heads_by_position(
     runs_per_pass: int = 16,
 ) -> Tensor:
     """(L, H, T): as patch_heads, with one head's z patched at one position at a time."""
-    T = as_batch(corrupted, model).size(1)
     clean, corrupted = _prompts(model, clean, corrupted)
-    L, H = len(model.blocks), model.config.n_head
+    L, H, T = len(model.blocks), model.config.n_head, corrupted.size(1)
     patches = [
         (f"blocks.{l}.attn.hook_z", (slice(None), h, t))
         for l in range(L)
