@@ -97,12 +97,11 @@ class Stack(nn.Module):
         padded = key_mask is not None and not bool(key_mask.all())
         if cache is not None and cache.has_padding:
             padded, key_mask = True, cache.key_mask[:, : start + T]  # (B, S) incl. the past
-        slots = torch.arange(start + T, device=x.device)  # (S,) key slots; queries: last T
         if padded:
             positions = (key_mask.cumsum(dim=1) - 1).clamp(min=0)[:, -T:]  # (B, T)
             bias = padding_bias(key_mask, x.dtype)  # (B, 1, 1, S)
         else:
-            positions, bias = slots[start:], None  # (T,)
+            positions, bias = torch.arange(start, start + T, device=x.device), None  # (T,)
         if self.emb_scale != 1.0:
             x = x * self.emb_scale
         x = self.hook_embed(x)  # (B, T, C)
@@ -111,12 +110,16 @@ class Stack(nn.Module):
         if hasattr(self, "ln_embed"):
             x = self.ln_embed(x)
         x = self.drop(x)
-        if self.alibi is not None:  # slot offsets equal position offsets between real tokens
-            alibi = self.alibi(slots[start:], slots)  # (1, H, T, S)
-            bias = alibi if bias is None else bias + alibi
+        # ALiBi and relative positions use slot offsets, which equal position offsets
+        # between real tokens (padding is contiguous at one end).
         offsets = None
-        if self.config.pos_encoding == "relative":
-            offsets = slots[None, :] - slots[start:, None]  # (T, S): key slot - query slot
+        if self.alibi is not None or self.config.pos_encoding == "relative":
+            slots = torch.arange(start + T, device=x.device)  # (S,) keys; queries: last T
+            if self.alibi is not None:
+                alibi = self.alibi(slots[start:], slots)  # (1, H, T, S)
+                bias = alibi if bias is None else bias + alibi
+            else:
+                offsets = slots[None, :] - slots[start:, None]  # (T, S): key - query slot
         memory_bias = None
         if memory_mask is not None and not bool(memory_mask.all()):
             memory_bias = padding_bias(memory_mask, x.dtype)  # (B, 1, 1, S_src)
