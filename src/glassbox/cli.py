@@ -260,8 +260,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     model, tokenizer = runs.load_model(args.run, args.checkpoint, device)
-    if model.config.arch != "decoder" or runs.load_configs(args.run)[1].task:
-        result = _eval_other(args, model, device)
+    model_config, train_config = runs.load_configs(args.run)
+    if model_config.arch != "decoder" or train_config.task:
+        result = _eval_other(args, model, device, model_config, train_config)
         print(json.dumps(result) if args.json else _describe(result))
         return 0
     T = model.config.block_size
@@ -287,21 +288,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _eval_other(args: argparse.Namespace, model, device: str) -> dict[str, Any]:
+def _eval_other(
+    args: argparse.Namespace, model, device: str, model_config, train_config
+) -> dict[str, Any]:
     """Encoder-decoder: exact match on the held-out examples. Encoder: masked-LM loss.
     Induction: the loss on the first block and on its repeat."""
-    from glassbox.runs import load_configs
     from glassbox.train.evaluate import estimate_loss, exact_match
     from glassbox.train.objectives import held_out_examples, task_from_config
     from glassbox.train.trainer import build_objective
 
     if args.data is not None:
-        raise GlassboxError(f"--data applies to decoder runs; {args.run} is {model.config.arch}")
-    model_config, train_config = load_configs(args.run)
+        raise GlassboxError(f"--data applies to runs trained on a corpus; {args.run} is not one")
     if train_config.task == "induction":
         from glassbox.analysis.inspect import induction_probe, repeat_losses
 
-        tokens, start = induction_probe(args.run, model)
+        tokens, start = induction_probe(train_config, model)
         return {"run": args.run, "task": "induction", **repeat_losses(model, tokens, start)}
     if model.config.arch == "encoder-decoder":
         task = task_from_config(train_config)

@@ -23,12 +23,11 @@ from glassbox.errors import GlassboxError
 PROBE_LENGTH = 20  # block length of the repeated-random-tokens probe
 
 
-def induction_probe(run_dir: Path | str, model, batch_size: int = 32) -> tuple[Tensor, int]:
+def induction_probe(train_config, model, batch_size: int = 32) -> tuple[Tensor, int]:
     """Token ids (B, 2L) of random blocks repeated once, and the index of the first
     position of the repeat. An induction run gets its own task's sequences (BOS, the
     block, the repeat without its last token); any other decoder gets random ids from
     its vocabulary."""
-    train_config = runs.load_configs(run_dir)[1]
     if train_config.task == "induction":
         from glassbox.train.objectives import task_from_config
 
@@ -55,12 +54,18 @@ def repeat_losses(model, tokens: Tensor, repeat_start: int, logits: Tensor | Non
 INDUCTION_THRESHOLD = 0.5  # heads scoring above this count as induction heads
 
 
+def _best_head(scores: Tensor) -> dict[str, Any]:
+    """The highest-scoring head of an (n_layer, n_head) grid."""
+    layer, head = divmod(int(scores.argmax()), scores.size(1))
+    return {"layer": layer, "head": head, "score": float(scores.max())}
+
+
 def heads_report(run_dir: Path | str, model) -> dict[str, Any]:
     """Detector scores of every head on the induction probe, the loss on both halves, and
     the same losses with the induction heads (score above INDUCTION_THRESHOLD, else the
     best one) zero-ablated: several heads often share the job, so removing one alone
     can leave the others to do it."""
-    tokens, start = induction_probe(run_dir, model)
+    tokens, start = induction_probe(runs.load_configs(run_dir)[1], model)
     scores = head_scores(model, tokens)
     induction = scores["induction"]
     chosen = (induction > INDUCTION_THRESHOLD).nonzero().tolist()
@@ -69,11 +74,7 @@ def heads_report(run_dir: Path | str, model) -> dict[str, Any]:
     return {
         "probe": {"sequences": tokens.size(0), "length": tokens.size(1), "repeat_start": start},
         "scores": {kind: scores[kind].tolist() for kind in DETECTORS},
-        "best": {
-            kind: dict(zip(("layer", "head"), divmod(int(s.argmax()), s.size(1)), strict=True))
-            | {"score": float(s.max())}
-            for kind, s in scores.items()
-        },
+        "best": {kind: _best_head(s) for kind, s in scores.items()},
         "losses": repeat_losses(model, tokens, start),
         "ablated": {"heads": chosen, **repeat_losses(model, tokens, start, ablated)},
     }

@@ -193,9 +193,8 @@ def translate(
     beam_size: int = 1,
     alpha: float = 0.6,
 ) -> list[str]:
-    """Decode each source text: greedy for beam_size 1, else the best beam."""
-    if beam_size < 1:
-        raise GlassboxError(f"beam size must be >= 1; got {beam_size}")
+    """Decode each source text: greedy for beam_size 1, else the best beam (beam_search
+    refuses a size below 1)."""
     if not sources:
         return []
     rows = [tokenizer.encode(text) for text in sources]
