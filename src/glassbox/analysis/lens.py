@@ -20,7 +20,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from glassbox.analysis.attention_page import visible_token
@@ -66,13 +65,6 @@ def _index(value: int, size: int, what: str) -> int:
     return value % size
 
 
-def _unembed(model: nn.Module, x: Tensor) -> Tensor:
-    """Logits (..., V) from a normalized stream (..., C), as the model's forward does."""
-    if hasattr(model, "unembed"):
-        return model.unembed(x)
-    return F.linear(x, model.tok_emb.weight)
-
-
 def logit_lens(
     model: nn.Module, tokens: Tensor, *, top_k: int = 5, return_logits: bool = False
 ) -> dict[str, Any]:
@@ -106,7 +98,7 @@ def logit_lens(
         _, cache = model.run_with_cache(tokens, names_filter=names)
         # One readout at a time, at the forward pass's own shapes, so that the last row is
         # bit-for-bit the model's logits rather than equal up to float rounding.
-        logits = torch.stack([_unembed(model, model.ln_f(cache[n])) for n in names])
+        logits = torch.stack([model.unembed(model.ln_f(cache[n])) for n in names])
     probs = logits.float().softmax(dim=-1)  # (L + 1, B, T, V)
     top_probs, top_ids = probs.topk(top_k, dim=-1)  # (L + 1, B, T, k) each
     result = {

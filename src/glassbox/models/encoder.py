@@ -34,7 +34,11 @@ class Encoder(HookedModel, Stack):
 
     def forward(self, idx: Tensor, *, key_mask: Tensor | None = None) -> Tensor:
         """Logits (B, T, V) over the vocabulary at every position (the masked-LM head)."""
-        return self.hook_logits(F.linear(self.hidden(idx, key_mask), self.tok_emb.weight))
+        return self.hook_logits(self.unembed(self.hidden(idx, key_mask)))
+
+    def unembed(self, x: Tensor) -> Tensor:
+        """Logits (..., V) from a final residual (..., C), through the tied embedding."""
+        return F.linear(x, self.tok_emb.weight)
 
     def pool(self, hidden: Tensor, key_mask: Tensor | None = None, how: str = "mean") -> Tensor:
         """One vector (B, C) per sequence: the mean over real tokens, or the first
