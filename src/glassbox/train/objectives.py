@@ -12,7 +12,6 @@ and an encoder-decoder on a synthetic task all train in the same loop.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from glassbox.config import TrainConfig
@@ -59,7 +58,7 @@ class CausalLM:
         return lm_loss(model(x), y)
 
 
-class InductionLM:
+class InductionLM(CausalLM):
     """Next-token loss on repeated random blocks (decoder; see data.tasks.InductionTask)."""
 
     def __init__(self, task: InductionTask, batch_size: int) -> None:
@@ -68,10 +67,6 @@ class InductionLM:
 
     def batch(self, split: str, generator: torch.Generator) -> tuple[Tensor, ...]:
         return self.task.batch(self.batch_size, generator)  # fresh random blocks either way
-
-    def loss(self, model: nn.Module, batch: tuple[Tensor, ...], *, train: bool = True) -> Tensor:
-        x, y = batch
-        return lm_loss(model(x), y)
 
 
 class MaskedLM:
@@ -106,10 +101,7 @@ class MaskedLM:
 
     def loss(self, model: nn.Module, batch: tuple[Tensor, ...], *, train: bool = True) -> Tensor:
         inputs, targets = batch
-        logits = model(inputs)  # (B, T, V)
-        return F.cross_entropy(
-            logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE
-        )
+        return lm_loss(model(inputs), targets, ignore_index=IGNORE)
 
 
 class Seq2Seq:
@@ -135,7 +127,5 @@ class Seq2Seq:
     def loss(self, model: nn.Module, batch: tuple[Tensor, ...], *, train: bool = True) -> Tensor:
         src, tgt_in, tgt_out = batch  # (B, S), (B, T), (B, T)
         logits = model(src, tgt_in, src_mask=src != PAD)  # (B, T, V)
-        return F.cross_entropy(
-            logits.reshape(-1, logits.size(-1)), tgt_out.reshape(-1), ignore_index=PAD,
-            label_smoothing=self.label_smoothing if train else 0.0,
-        )  # fmt: skip
+        smoothing = self.label_smoothing if train else 0.0
+        return lm_loss(logits, tgt_out, ignore_index=PAD, label_smoothing=smoothing)
