@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from glassbox.errors import GlassboxError
+from glassbox.models import evaluating
 from glassbox.models.encoder import Encoder
 from glassbox.train.objectives import encoder_special_ids
 
@@ -33,16 +34,10 @@ def fill_mask(
         if i:
             ids.append(special["[MASK]"])
         ids += tokenizer.encode(piece)
-    config = model.config
-    if config.position_table and len(ids) > config.block_size:
-        raise GlassboxError(
-            f"the text is {len(ids)} tokens with [CLS]; this encoder reads at most "
-            f"{config.block_size}"
-        )
-    model.eval()
     idx = torch.tensor([ids], device=model.tok_emb.weight.device)  # (1, T)
-    probs = model(idx)[0].softmax(dim=-1)  # (T, V)
-    n_text = config.vocab_size - len(special)  # never propose a special token
+    with evaluating(model):  # a text too long for the positions is the Stack's error
+        probs = model(idx)[0].softmax(dim=-1)  # (T, V)
+    n_text = model.config.vocab_size - len(special)  # never propose a special token
     result = []
     for t in (idx[0] == special["[MASK]"]).nonzero()[:, 0].tolist():
         p, which = probs[t, :n_text].topk(min(top_k, n_text))
