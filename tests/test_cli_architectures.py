@@ -115,7 +115,7 @@ def test_inspect_reads_a_prompt(tmp_path, capsys):
 
 
 def test_the_cli_offers_every_task():
-    from glassbox.cli import TASKS
+    from glassbox.config import TASKS
     from glassbox.data.tasks import TASKS as SEQ2SEQ_TASKS
 
     assert (*SEQ2SEQ_TASKS, "induction") == TASKS

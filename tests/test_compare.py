@@ -3,14 +3,8 @@ import json
 
 import pytest
 
-from glassbox.compare import (
-    SUITES,
-    add_compare_parser,
-    cmd_compare,
-    compare,
-    format_table,
-    parse_variant,
-)
+from glassbox.commands import compare as compare_command
+from glassbox.compare import SUITES, compare, format_table, parse_variant
 from glassbox.config import ConfigError, from_preset
 from glassbox.train import trainer
 
@@ -141,7 +135,7 @@ def test_suites_share_one_baseline():
 
 def parse(argv):
     parser = argparse.ArgumentParser()
-    add_compare_parser(parser.add_subparsers(dest="command"))
+    compare_command.add_parser(parser.add_subparsers(dest="command"))
     return parser.parse_args(["compare", *argv])
 
 
@@ -150,7 +144,7 @@ def test_cli_json_keeps_stdout_for_the_json(tmp_path, text_file, capsys):
         ["baseline", "lr=3e-3", "--preset", "char-tiny", "--data", str(text_file),
          "--max-iters", "2", "--run-root", str(tmp_path / "runs"), "--json"]
     )  # fmt: skip
-    assert cmd_compare(args) == 0
+    assert compare_command.run(args) == 0
     out, err = capsys.readouterr()
     report = json.loads(out)  # the evaluation lines and progress went to stderr
     assert (report["preset"], report["data"], report["max_iters"]) == (
@@ -166,6 +160,6 @@ def test_cli_json_keeps_stdout_for_the_json(tmp_path, text_file, capsys):
 
 def test_cli_takes_variants_or_a_suite_not_both():
     with pytest.raises(ConfigError, match="not both"):
-        cmd_compare(parse(["baseline", "--suite", "norms"]))
+        compare_command.run(parse(["baseline", "--suite", "norms"]))
     with pytest.raises(ConfigError, match="nothing to compare"):
-        cmd_compare(parse([]))
+        compare_command.run(parse([]))

@@ -16,9 +16,6 @@ fails at once rather than after four trainings.
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import json
 import re
 import statistics
 import sys
@@ -28,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from glassbox.config import (
-    PRESETS,
     ConfigError,
     ModelConfig,
     TrainConfig,
@@ -267,86 +263,3 @@ def describe_row(row: dict[str, Any]) -> str:
         f"{row['tokens_per_s']:,.0f} tokens/s, {row['params']:,} params, "
         f"{row['seconds']:.0f} s"
     )
-
-
-def add_compare_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add `glassbox compare` to the CLI's subcommands; main dispatches to cmd_compare."""
-    suites = "; ".join(f"{k}: {', '.join(v)}" for k, v in SUITES.items() if k != "all")
-    p = sub.add_parser(
-        "compare",
-        help="train variants with the same data, seed and budget; tabulate loss and speed",
-        description="Train several variants of one preset, identical but for the keys "
-        "each variant sets, and print their final validation loss, tokens/s and "
-        "parameters. Example: glassbox compare baseline rope:pos_encoding=rope "
-        "swiglu:activation=swiglu --preset char-tiny",
-    )
-    p.add_argument(
-        "variants",
-        nargs="*",
-        metavar="VARIANT",
-        help="NAME:KEY=VALUE[,KEY=VALUE], KEY=VALUE[,...] or baseline; keys are config "
-        "fields (n_layer, pos_encoding, lr, ...)",
-    )
-    p.add_argument(
-        "--suite",
-        default=None,
-        choices=list(SUITES),
-        help=f"a ready-made list instead of VARIANTs ({suites}; all: their union, one baseline)",
-    )
-    p.add_argument("--preset", default="char-small", choices=list(PRESETS))
-    p.add_argument(
-        "--data", default=None, help="default | shakespeare | PATH, shared by all (the preset's)"
-    )
-    p.add_argument(
-        "--max-iters",
-        type=int,
-        default=None,
-        help="iterations per variant; the LR schedule ends there too (the preset's)",
-    )
-    p.add_argument(
-        "--run-root", default="runs/compare", help="runs go in RUN_ROOT/VARIANT (runs/compare)"
-    )
-    p.add_argument(
-        "--json", action="store_true", help="print one JSON object (progress goes to stderr)"
-    )
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    return p
-
-
-def cmd_compare(args: argparse.Namespace) -> int:
-    """Run `glassbox compare`: each row as it finishes, then the table (or the JSON)."""
-    variants = select_variants(args.variants, args.suite)
-    base = shared_settings(args.data, args.max_iters)
-    train_config = from_preset(args.preset, **base)[1]
-    report = sys.stderr if args.json else sys.stdout
-
-    def show(row: dict[str, Any]) -> None:
-        print(describe_row(row), file=report, flush=True)
-
-    # The trainer writes its evaluation lines to stdout; keep stdout for the JSON alone.
-    quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
-    with quiet:
-        rows = compare(
-            variants,
-            preset=args.preset,
-            base=base,
-            run_root=args.run_root,
-            progress=not args.no_progress,
-            on_result=show,
-        )
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "preset": args.preset,
-                    "data": train_config.data,
-                    "max_iters": train_config.max_iters,
-                    "rows": rows,
-                }
-            )
-        )
-        return 0
-    print()
-    print(format_table(rows))
-    print(f"\nruns saved in {args.run_root}/<variant>; sample one with glassbox sample --run")
-    return 0

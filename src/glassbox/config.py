@@ -23,6 +23,8 @@ NORMS = ("layernorm", "rmsnorm", "batchnorm")
 NORM_PLACEMENTS = ("pre", "post")
 DTYPES = ("auto", "float32", "bfloat16")
 TOKENIZERS = ("char", "bpe")
+SEQ2SEQ_TASKS = ("copy", "reverse", "sort", "addition")  # glassbox.data.tasks makes them
+TASKS = (*SEQ2SEQ_TASKS, "induction")
 
 
 class ConfigError(GlassboxError, ValueError):
@@ -316,6 +318,18 @@ def split_overrides(changes: dict[str, Any]) -> tuple[dict[str, Any], dict[str, 
             extra = f"; did you mean {hint[0]!r}?" if hint else ""
             raise ConfigError(f"unknown config key {key!r}{extra}")
     return model, train
+
+
+def default_preset(arch: str | None = None, task: str | None = None) -> str:
+    """The preset `glassbox train` starts from when none is named: induction or seq2seq
+    for a task, encoder for an encoder, char-small otherwise.
+
+    >>> default_preset(task="reverse"), default_preset(arch="encoder")
+    ('seq2seq', 'encoder')
+    """
+    if task:
+        return "induction" if task == "induction" else "seq2seq"
+    return "encoder" if arch == "encoder" else "char-small"
 
 
 def from_preset(name: str = "char-small", **changes: Any) -> tuple[ModelConfig, TrainConfig]:

@@ -18,11 +18,12 @@ from typing import Any
 
 from torch import nn
 
+from glassbox.checkpoint import atomic_write, load_model_state
 from glassbox.config import ModelConfig, TrainConfig, override
+from glassbox.data import TokenDataset
 from glassbox.errors import GlassboxError
 from glassbox.models import build_model
 from glassbox.tokenizers import Tokenizer, load_tokenizer
-from glassbox.train.checkpoint import atomic_write, load_model_state
 
 FORMAT = "glassbox-run"
 VERSION = 1
@@ -81,6 +82,11 @@ def load_run_tokenizer(run_dir: Path | str) -> Tokenizer:
     if not path.is_file():
         raise RunError(f"{run_dir} has no {TOKENIZER}")
     return load_tokenizer(json.loads(path.read_text(encoding="utf-8")))
+
+
+def load_tokens(run_dir: Path | str, vocab_size: int) -> TokenDataset:
+    """The run's corpus as token ids, split into train and val."""
+    return TokenDataset(Path(run_dir) / TOKENS, vocab_size)
 
 
 def checkpoint_path(run_dir: Path | str, which: str = "best") -> Path:

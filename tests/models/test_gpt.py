@@ -3,7 +3,8 @@ import torch
 
 from glassbox.config import ModelConfig
 from glassbox.errors import GlassboxError
-from glassbox.models.gpt import GPT, lm_loss
+from glassbox.models.gpt import GPT
+from glassbox.train.objectives import lm_loss
 
 SMALL = dict(vocab_size=11, block_size=16, n_layer=2, n_head=2, n_embd=16)
 

@@ -12,15 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from glassbox.data import TokenDataset
-from glassbox.data.tasks import PAD, Seq2SeqTask
-from glassbox.train.objectives import (
-    ENCODER_SPECIALS,
-    IGNORE,
-    MaskedLM,
-    Seq2Seq,
-    encoder_special_ids,
-    held_out_examples,
-)
+from glassbox.data.tasks import PAD, Seq2SeqTask, held_out_examples
+from glassbox.models.encoder import ENCODER_SPECIALS, encoder_special_ids
+from glassbox.train.objectives import IGNORE, MaskedLM, Seq2Seq
 
 N_TEXT = 20  # ids of the text tokenizer; the encoder's specials come after them
 

@@ -83,7 +83,7 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny_configs
         train(model_config, train_config, progress=False)
     meta = runs.read_config(tmp)
     assert meta["model"]["n_layer"] == 2
-    from glassbox.train.checkpoint import read_meta
+    from glassbox.checkpoint import read_meta
 
     assert read_meta(runs.checkpoint_path(run_dir, "last"))["step"] == 4
     weights = runs.load_model(run_dir)[0].state_dict()

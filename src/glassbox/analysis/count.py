@@ -119,3 +119,31 @@ def count_report(
             "bytes_full_context": per_token * T * batch_size,
         },
     }
+
+
+def describe_count(report: dict[str, Any]) -> str:
+    """count_report's numbers as the table `glassbox count` prints."""
+    params, flops, kv = report["params"], report["flops_per_token"], report["kv_cache"]
+    lines = [f"{'component':<20}{'parameters':>16}{'share':>8}"]
+    for name, n in params.items():
+        share = f"{n / params['total']:.1%}" if name != "total" else ""
+        lines.append(f"{name:<20}{n:>16,}{share:>8}")
+    lines += [
+        "(the head is the token embedding, transposed: tied weights count once)",
+        f"non-embedding parameters N = {report['non_embedding_params']:,}",
+        "",
+        f"forward FLOPs per token at context {kv['context']}: {flops['forward_at_context']:,.0f}"
+        f"  (2N rule: {flops['forward_2n_rule']:,})",
+    ]
+    for part, value in flops["forward_parts"].items():
+        if part != "total":
+            lines.append(f"  {part:<18}{value:>16,.0f}")
+    lines += [
+        f"training FLOPs per token (3x forward, mean causal context): "
+        f"{flops['training']:,.0f}  (6N rule: {flops['training_6n_rule']:,})",
+        "",
+        f"KV cache ({kv['dtype']}, {kv['n_kv_head']} KV heads): {kv['bytes_per_token']:,} bytes "
+        f"per token; {kv['bytes_full_context'] / 2**20:,.1f} MiB for {kv['context']} tokens "
+        f"x batch {kv['batch_size']}",
+    ]
+    return "\n".join(lines)

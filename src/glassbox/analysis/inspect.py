@@ -29,7 +29,7 @@ def induction_probe(train_config, model, batch_size: int = 32) -> tuple[Tensor, 
     block, the repeat without its last token); any other decoder gets random ids from
     its vocabulary."""
     if train_config.task == "induction":
-        from glassbox.train.objectives import task_from_config
+        from glassbox.data.tasks import task_from_config
 
         task = task_from_config(train_config)
         generator = torch.Generator().manual_seed(0)
@@ -133,7 +133,7 @@ def inspect_run(
         raise GlassboxError("the prompt encodes to no tokens")
     names = [token_text(tokenizer, i) for i in ids]
     if arch == "encoder":
-        from glassbox.train.objectives import encoder_special_ids
+        from glassbox.models.encoder import encoder_special_ids
 
         ids, names = (
             [encoder_special_ids(model.config.vocab_size)["[CLS]"], *ids],
@@ -174,9 +174,8 @@ def seq2seq_attention(
     """Decode `source` greedily, then draw the three kinds of attention of that pass:
     the encoder's self-attention over the source, the decoder's causal self-attention
     over the target, and the decoder's cross-attention from target to source."""
-    from glassbox.data.tasks import BOS, EOS, PAD
+    from glassbox.data.tasks import BOS, EOS, PAD, task_from_config
     from glassbox.generate.seq2seq import greedy_decode
-    from glassbox.train.objectives import task_from_config
 
     task = task_from_config(runs.load_configs(run_dir)[1])
     src_ids = tokenizer.encode(source)
@@ -219,7 +218,7 @@ def token_text(tokenizer, i: int) -> str:
     if hasattr(tokenizer, "token_str"):
         return tokenizer.token_str(i)
     if i >= tokenizer.vocab_size:
-        from glassbox.train.objectives import ENCODER_SPECIALS
+        from glassbox.models.encoder import ENCODER_SPECIALS
 
         return ENCODER_SPECIALS[i - tokenizer.vocab_size]
     return tokenizer.decode_bytes([i]).decode("utf-8", errors="replace")
@@ -272,3 +271,47 @@ def plot_patterns(
         plt.close(fig)
         paths.append(path)
     return paths
+
+
+def describe_inspection(report: dict[str, Any]) -> str:
+    """inspect_run's report as the text `glassbox inspect` prints."""
+    lines = []
+    if "heads" in report:
+        heads = report["heads"]
+        for kind, grid in heads["scores"].items():
+            lines.append(f"{kind} score per head (rows: layers)")
+            lines += ["  " + " ".join(f"{v:6.3f}" for v in row) for row in grid]
+        loss, ablated = heads["losses"], heads["ablated"]
+        names = ", ".join(f"{layer}.{head}" for layer, head in ablated["heads"])
+        lines.append(
+            f"loss on the first block {loss['first_block_loss']:.3f}, on its repeat "
+            f"{loss['repeat_loss']:.3f}; with head(s) {names} zero-ablated: "
+            f"{ablated['first_block_loss']:.3f} and {ablated['repeat_loss']:.3f}"
+        )
+    if "circuits" in report:
+        circuits = report["circuits"]
+        lines.append("copying score per head (rows: layers; 1 copies, -1 suppresses)")
+        lines += ["  " + " ".join(f"{v:6.3f}" for v in row) for row in circuits["copying"]]
+        for kind in "qkv":
+            pairs = ", ".join(
+                f"{p['from'][0]}.{p['from'][1]}->{p['to'][0]}.{p['to'][1]} {p['score']:.2f}"
+                for p in circuits[f"{kind}_composition"][:3]
+            )
+            lines.append(f"strongest {kind.upper()}-composition: {pairs}")
+        lines.append(f"(random pairs score about {circuits['chance']:.2f})")
+    if "lens" in report:
+        lines.append("logit lens at the last position (top predictions per layer)")
+        for layer, top in report["lens"].items():
+            lines.append(f"  {layer:<10}" + "  ".join(f"{t!r} {p:.3f}" for t, p in top))
+    if "dla" in report:
+        dla = report["dla"]
+        lines.append(f"direct logit attribution of {dla['target']!r} (logit {dla['logit']:.3f})")
+        for part, value in sorted(dla["parts"].items(), key=lambda kv: -abs(kv[1]))[:12]:
+            lines.append(f"  {part:<24}{value:+.3f}")
+    for key in ("html", "png"):
+        if key in report:
+            lines.append(f"wrote {report[key]}")
+    return (
+        "\n".join(lines)
+        or "nothing asked: pass --heads, --circuits, --lens, --dla, --html or --png"
+    )

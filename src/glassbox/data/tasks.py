@@ -23,9 +23,10 @@ from typing import Any
 
 import torch
 
+from glassbox.config import SEQ2SEQ_TASKS, TrainConfig
 from glassbox.errors import GlassboxError
 
-TASKS = ("copy", "reverse", "sort", "addition")
+TASKS = SEQ2SEQ_TASKS
 PAD, BOS, EOS = 0, 1, 2
 SPECIALS = ("<pad>", "<bos>", "<eos>")
 DIGITS = "0123456789"
@@ -368,3 +369,19 @@ class InductionTask:
         """Inputs (B, 2 * max_len) and next-token targets (B, 2 * max_len)."""
         seq, _ = self.sequences(batch_size, generator)
         return seq[:, :-1], seq[:, 1:]
+
+
+HELD_OUT = 1000  # examples of a task kept out of training, for validation and eval
+
+
+def task_from_config(tc: TrainConfig) -> Seq2SeqTask | InductionTask:
+    """The synthetic task a run's train config names (tc.task must be set)."""
+    if tc.task == "induction":
+        return InductionTask(tc.task_alphabet, tc.task_min_len, tc.task_max_len)
+    return Seq2SeqTask(tc.task, tc.task_alphabet, tc.task_min_len, tc.task_max_len)
+
+
+def held_out_examples(task: Seq2SeqTask, seed: int) -> list[tuple[str, str]]:
+    """A run's validation examples: fixed by the task and the seed, never trained on
+    (at most half of the sources a small task can make)."""
+    return task.held_out(min(HELD_OUT, task.num_sources // 2), seed + 1)

@@ -6,8 +6,7 @@ import torch
 
 from glassbox.errors import GlassboxError
 from glassbox.models import evaluating
-from glassbox.models.encoder import Encoder
-from glassbox.train.objectives import encoder_special_ids
+from glassbox.models.encoder import Encoder, encoder_special_ids
 
 MASK_TEXT = "[MASK]"
 

@@ -214,3 +214,23 @@ def translate(
             for hyps in beam_search(model, src, beam_size=beam_size, alpha=alpha, **options)
         ]
     return [tokenizer.decode(ids) for ids in outputs]
+
+
+def solve(
+    model: EncoderDecoder, task, source: str, *, beam_size: int = 1, alpha: float = 0.6
+) -> str:
+    """An encoder-decoder task run's answer for one source text (glassbox.data.tasks):
+    the task's tokenizer and special ids, and its longest target as the length limit."""
+    from glassbox.data.tasks import BOS, EOS, PAD
+
+    source = source.strip()
+    if len(task.tokenizer.encode(source)) > task.max_source_len and model.config.position_table:
+        raise GlassboxError(
+            f"source of {len(source)} symbols is longer than the {task.max_source_len} "
+            f"this {task.name} model was trained on"
+        )
+    [output] = translate(
+        model, task.tokenizer, [source], bos=BOS, eos=EOS, pad=PAD,
+        max_len=task.max_target_len, beam_size=beam_size, alpha=alpha,
+    )  # fmt: skip
+    return output

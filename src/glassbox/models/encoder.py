@@ -17,6 +17,19 @@ from glassbox.nn.hooks import HookedModel, HookPoint
 from glassbox.nn.stack import Stack, init_weights
 
 POOLINGS = ("mean", "cls")
+# An encoder's special tokens take the ids after its tokenizer's own, in this order.
+ENCODER_SPECIALS = ("[PAD]", "[MASK]", "[CLS]")
+
+
+def encoder_special_ids(vocab_size: int) -> dict[str, int]:
+    """Ids of [PAD], [MASK] and [CLS] for an encoder whose vocabulary (incl. them) has
+    vocab_size ids.
+
+    >>> encoder_special_ids(68)
+    {'[PAD]': 65, '[MASK]': 66, '[CLS]': 67}
+    """
+    first = vocab_size - len(ENCODER_SPECIALS)
+    return {name: first + i for i, name in enumerate(ENCODER_SPECIALS)}
 
 
 class Encoder(HookedModel, Stack):

@@ -62,13 +62,3 @@ class GPT(HookedModel, Stack):
             total -= sum(p.numel() for p in self.pos_emb.parameters())
         return total
 
-
-def lm_loss(
-    logits: Tensor, targets: Tensor, *, ignore_index: int = -100, label_smoothing: float = 0.0
-) -> Tensor:
-    """Mean cross-entropy of logits (B, T, V) against targets (B, T), skipping targets
-    equal to ignore_index (masked LM: unchosen positions; seq2seq: padding)."""
-    return F.cross_entropy(
-        logits.reshape(-1, logits.size(-1)), targets.reshape(-1),
-        ignore_index=ignore_index, label_smoothing=label_smoothing,
-    )  # fmt: skip

@@ -12,37 +12,27 @@ and an encoder-decoder on a synthetic task all train in the same loop.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from glassbox.config import TrainConfig
+from glassbox import runs
+from glassbox.config import ModelConfig, TrainConfig
 from glassbox.data import TokenDataset
-from glassbox.data.tasks import PAD, InductionTask, Seq2SeqTask
-from glassbox.models.gpt import lm_loss
+from glassbox.data.tasks import PAD, InductionTask, Seq2SeqTask, held_out_examples, task_from_config
+from glassbox.models.encoder import ENCODER_SPECIALS, encoder_special_ids
 
-# The encoder's special tokens take the ids after the tokenizer's own, in this order.
-ENCODER_SPECIALS = ("[PAD]", "[MASK]", "[CLS]")
 IGNORE = -100  # target id that cross_entropy skips
-HELD_OUT = 1000  # examples of a task kept out of training, for validation and eval
 
 
-def task_from_config(tc: TrainConfig) -> Seq2SeqTask | InductionTask:
-    """The run's synthetic task."""
-    if tc.task == "induction":
-        return InductionTask(tc.task_alphabet, tc.task_min_len, tc.task_max_len)
-    return Seq2SeqTask(tc.task, tc.task_alphabet, tc.task_min_len, tc.task_max_len)
-
-
-def held_out_examples(task: Seq2SeqTask, seed: int) -> list[tuple[str, str]]:
-    """The run's validation examples: fixed by the task and the seed, never trained on
-    (at most half of the sources a small task can make)."""
-    return task.held_out(min(HELD_OUT, task.num_sources // 2), seed + 1)
-
-
-def encoder_special_ids(vocab_size: int) -> dict[str, int]:
-    """Ids of [PAD], [MASK] and [CLS] for an encoder whose vocabulary (incl. them) has
-    vocab_size ids."""
-    first = vocab_size - len(ENCODER_SPECIALS)
-    return {name: first + i for i, name in enumerate(ENCODER_SPECIALS)}
+def lm_loss(
+    logits: Tensor, targets: Tensor, *, ignore_index: int = IGNORE, label_smoothing: float = 0.0
+) -> Tensor:
+    """Mean cross-entropy of logits (B, T, V) against targets (B, T), skipping targets
+    equal to ignore_index (masked LM: unchosen positions; seq2seq: padding)."""
+    return F.cross_entropy(
+        logits.reshape(-1, logits.size(-1)), targets.reshape(-1),
+        ignore_index=ignore_index, label_smoothing=label_smoothing,
+    )  # fmt: skip
 
 
 class CausalLM:
@@ -129,3 +119,18 @@ class Seq2Seq:
         logits = model(src, tgt_in, src_mask=src != PAD)  # (B, T, V)
         smoothing = self.label_smoothing if train else 0.0
         return lm_loss(logits, tgt_out, ignore_index=PAD, label_smoothing=smoothing)
+
+
+def build_objective(mc: ModelConfig, tc: TrainConfig):
+    """What the run's model learns to predict (glassbox.train.objectives), with its data."""
+    if tc.task == "induction":
+        return InductionLM(task_from_config(tc), tc.batch_size)
+    if tc.task:
+        task = task_from_config(tc)
+        return Seq2Seq(task, tc.batch_size, held_out_examples(task, tc.seed), tc.label_smoothing)
+    if mc.arch == "encoder":
+        text_vocab = mc.vocab_size - len(ENCODER_SPECIALS)
+        dataset = runs.load_tokens(tc.run_dir, text_vocab)
+        return MaskedLM(dataset, tc.batch_size, mc.block_size, mc.vocab_size, tc.mlm_prob)
+    dataset = runs.load_tokens(tc.run_dir, mc.vocab_size)
+    return CausalLM(dataset, tc.batch_size, mc.block_size)

@@ -20,24 +20,18 @@ import torch
 from tqdm.auto import tqdm
 
 from glassbox import runs
+from glassbox.checkpoint import load_checkpoint, save_checkpoint
 from glassbox.config import ModelConfig, TrainConfig, override
 from glassbox.data import TokenDataset, corpus_name, iter_text, load_text, write_tokens
+from glassbox.data.tasks import task_from_config
 from glassbox.data.tokens import TRAIN_FRACTION
 from glassbox.device import autocast, resolve_device, tune_cpu_allocator
 from glassbox.errors import GlassboxError
 from glassbox.models import build_model
+from glassbox.models.encoder import ENCODER_SPECIALS
 from glassbox.tokenizers import BPETokenizer, CharTokenizer, Tokenizer
-from glassbox.train.checkpoint import load_checkpoint, save_checkpoint
-from glassbox.train.evaluate import estimate_loss
-from glassbox.train.objectives import (
-    ENCODER_SPECIALS,
-    CausalLM,
-    InductionLM,
-    MaskedLM,
-    Seq2Seq,
-    held_out_examples,
-    task_from_config,
-)
+from glassbox.train.estimate import estimate_loss
+from glassbox.train.objectives import build_objective
 from glassbox.train.optim import configure_optimizer, lr_at
 
 # What may change when a run is resumed: how long, where and how fast it runs. (The replay
@@ -313,21 +307,6 @@ def _prepare_corpus(
     n_tokens = write_tokens(chunks, tokenizer.encode, tokenizer.vocab_size, path)
     TokenDataset(path, tokenizer.vocab_size).check_fits(mc.block_size)
     return tokenizer, {"name": corpus_name(tc.data), "tokens": n_tokens}
-
-
-def build_objective(mc: ModelConfig, tc: TrainConfig):
-    """What the run's model learns to predict (glassbox.train.objectives), with its data."""
-    if tc.task == "induction":
-        return InductionLM(task_from_config(tc), tc.batch_size)
-    if tc.task:
-        task = task_from_config(tc)
-        return Seq2Seq(task, tc.batch_size, held_out_examples(task, tc.seed), tc.label_smoothing)
-    if mc.arch == "encoder":
-        text_vocab = mc.vocab_size - len(ENCODER_SPECIALS)
-        dataset = TokenDataset(Path(tc.run_dir) / runs.TOKENS, text_vocab)
-        return MaskedLM(dataset, tc.batch_size, mc.block_size, mc.vocab_size, tc.mlm_prob)
-    dataset = TokenDataset(Path(tc.run_dir) / runs.TOKENS, mc.vocab_size)
-    return CausalLM(dataset, tc.batch_size, mc.block_size)
 
 
 def _build_tokenizer(tc: TrainConfig) -> tuple[Tokenizer, Iterable[str]]:

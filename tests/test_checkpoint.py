@@ -5,7 +5,7 @@ import torch
 
 from glassbox.config import ModelConfig, TrainConfig
 from glassbox.models import GPT
-from glassbox.train.checkpoint import (
+from glassbox.checkpoint import (
     CheckpointError,
     load_checkpoint,
     load_model_state,

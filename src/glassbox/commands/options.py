@@ -1,0 +1,104 @@
+"""Flags that several commands share: one per config field, and a run to read."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import MISSING, fields
+from typing import Any
+
+from glassbox.config import (
+    ACTIVATIONS,
+    ARCHS,
+    ATTENTION_IMPLS,
+    DTYPES,
+    NORM_PLACEMENTS,
+    NORMS,
+    POS_ENCODINGS,
+    TASKS,
+    TOKENIZERS,
+    ModelConfig,
+    TrainConfig,
+)
+
+CHOICES = {
+    "arch": ARCHS,
+    "task": TASKS,
+    "norm_placement": NORM_PLACEMENTS,
+    "pos_encoding": POS_ENCODINGS,
+    "attention": ATTENTION_IMPLS,
+    "activation": ACTIVATIONS,
+    "norm": NORMS,
+    "dtype": DTYPES,
+    "tokenizer": TOKENIZERS,
+}
+NOT_FLAGS = {"vocab_size"}  # set from the tokenizer, never by hand
+ALIASES = {"run_dir": ["--run"], "bpe_vocab_size": ["--vocab-size"]}
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_config_flags(
+    parser: argparse.ArgumentParser, train: bool = True, skip: set[str] = NOT_FLAGS
+) -> list[str]:
+    """One flag per config field (every field is typed, so a typo or a wrong type is an
+    argparse error rather than a silent default); returns the field names, which are also
+    the dests. Unset flags stay None, so `given` tells them from a preset's values."""
+    names = []
+    classes = ((ModelConfig, "model"), (TrainConfig, "training"))[: 2 if train else 1]
+    for cls, title in classes:
+        group = parser.add_argument_group(f"{title} settings (default: the preset's)")
+        for f in fields(cls):
+            if f.name in skip:
+                continue
+            names.append(f.name)
+            default = f.default if f.default is not MISSING else None
+            aliases = [flag(f.name)] + ALIASES.get(f.name, [])
+            if f.type == "bool":
+                group.add_argument(
+                    *aliases,
+                    dest=f.name,
+                    default=None,
+                    action=argparse.BooleanOptionalAction,
+                    help=f"(char-small: {default})",
+                )
+            else:
+                kind = {"int": int, "float": float, "str": str}[str(f.type)]
+                group.add_argument(
+                    *aliases,
+                    dest=f.name,
+                    type=kind,
+                    default=None,
+                    choices=CHOICES.get(f.name),
+                    metavar=f.name.upper(),
+                    help=f"(char-small: {default})",
+                )
+    parser.set_defaults(config_names=names)
+    return names
+
+
+def given(args: argparse.Namespace) -> dict[str, Any]:
+    """The config fields set on the command line (the flags add_config_flags made)."""
+    return {n: getattr(args, n) for n in args.config_names if getattr(args, n) is not None}
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", default="runs/default", help="run directory (runs/default)")
+    p.add_argument(
+        "--checkpoint",
+        default="best",
+        choices=["best", "last"],
+        help="best-validation weights or the latest ones (best)",
+    )
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
+
+
+def add_beam_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--beam-size", type=int, default=1, help="encoder-decoder runs: 1 = greedy (1)")
+    p.add_argument(
+        "--length-penalty",
+        type=float,
+        default=0.6,
+        help="beam search's alpha in ((5 + length) / 6) ** alpha (0.6)",
+    )
