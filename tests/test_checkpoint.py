@@ -50,9 +50,10 @@ def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatc
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", crash)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(CheckpointError, match="cannot write .*c.safetensors: disk full"):
         save_checkpoint(path, model, optimizer, meta={"step": 2})
     assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["c.safetensors"]  # no temp file left
 
 
 def test_files_that_are_not_checkpoints_are_refused(tmp_path):

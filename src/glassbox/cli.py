@@ -31,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     except GlassboxError as err:
         print(f"glassbox: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a full disk, a folder that is a file, no permission, ...
+        where = f": {err.filename}" if err.filename else ""
+        print(f"glassbox: error: {err.strerror or err}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("\nglassbox: interrupted", file=sys.stderr)
         return 130

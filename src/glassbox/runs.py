@@ -8,15 +8,23 @@ runs/NAME/
   best.safetensors         weights with the lowest validation loss so far
   metrics.jsonl            one JSON object per training step and per evaluation
   loss.png                 the loss curves, drawn when training ends
+  .lock                    held by the process training into the folder
 """
 
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 from typing import Any
 
 from torch import nn
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 
 from glassbox.checkpoint import atomic_write, load_model_state
 from glassbox.config import ModelConfig, TrainConfig, override
@@ -34,10 +42,11 @@ CHECKPOINT = "checkpoint.safetensors"
 BEST = "best.safetensors"
 METRICS = "metrics.jsonl"
 PLOT = "loss.png"
+LOCK = ".lock"  # held while a process trains into the folder (RunLock)
 
 
 class RunError(GlassboxError):
-    """A run directory that is missing or incomplete."""
+    """A run directory that is missing, incomplete, corrupt or in use."""
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -62,26 +71,68 @@ def remove_run_files(run_dir: Path | str) -> None:
         (Path(run_dir) / name).unlink(missing_ok=True)
 
 
+def remove_temp_files(run_dir: Path | str) -> list[Path]:
+    """Delete the temporary files that killed or failed writes left behind (only call it
+    while holding the run's lock: then no other process is writing one)."""
+    stale = [p for p in Path(run_dir).glob(".*.tmp*") if p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+def _read_json(path: Path, what: str) -> Any:
+    """A JSON file, or one clear line about why it cannot be read."""
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise RunError(f"{path} is not UTF-8 text: the {what} is corrupt") from None
+    except json.JSONDecodeError as err:
+        raise RunError(
+            f"{path} is not valid JSON ({err.msg}, line {err.lineno}): the {what} is corrupt"
+        ) from None
+
+
 def read_config(run_dir: Path | str) -> dict[str, Any]:
     path = Path(run_dir) / CONFIG
     if not path.is_file():
         raise RunError(f"{run_dir} is not a glassbox run (no {CONFIG}); train one first")
-    data = json.loads(path.read_text())
-    if data.get("format") != FORMAT or data.get("version") != VERSION:
+    data = _read_json(path, "run config")
+    if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("version") != VERSION:
         raise RunError(f"{path} is not a version-{VERSION} glassbox run config")
+    for part in ("model", "train"):
+        if not isinstance(data.get(part), dict):
+            raise RunError(f"{path} has no {part!r} settings: the run config is corrupt")
     return data
 
 
 def load_configs(run_dir: Path | str) -> tuple[ModelConfig, TrainConfig]:
     data = read_config(run_dir)
-    return override(ModelConfig(), data["model"]), override(TrainConfig(), data["train"])
+    try:
+        return override(ModelConfig(), data["model"]), override(TrainConfig(), data["train"])
+    except GlassboxError as err:
+        raise RunError(f"{Path(run_dir) / CONFIG}: {err}") from None
 
 
 def load_run_tokenizer(run_dir: Path | str) -> Tokenizer:
     path = Path(run_dir) / TOKENIZER
     if not path.is_file():
         raise RunError(f"{run_dir} has no {TOKENIZER}")
-    return load_tokenizer(json.loads(path.read_text(encoding="utf-8")))
+    data = _read_json(path, "tokenizer")
+    if not isinstance(data, dict):
+        raise RunError(f"{path} holds no tokenizer (a JSON object with a type)")
+    try:
+        return load_tokenizer(data)
+    except GlassboxError as err:
+        raise RunError(f"{path}: {err}") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise RunError(f"{path} is not a valid {data.get('type')} tokenizer ({err!r})") from None
+
+
+def model_vocab_size(tokenizer: Tokenizer, arch: str) -> int:
+    """The model vocabulary a tokenizer calls for: its ids, plus an encoder's specials."""
+    from glassbox.models.encoder import ENCODER_SPECIALS
+
+    return tokenizer.vocab_size + (len(ENCODER_SPECIALS) if arch == "encoder" else 0)
 
 
 def load_tokens(run_dir: Path | str, vocab_size: int) -> TokenDataset:
@@ -111,6 +162,49 @@ def load_model(
     """
     model_config, _ = load_configs(run_dir)
     tokenizer = load_run_tokenizer(run_dir)
+    expected = model_vocab_size(tokenizer, model_config.arch)
+    if expected != model_config.vocab_size:
+        raise RunError(
+            f"{Path(run_dir) / TOKENIZER} has {tokenizer.vocab_size} ids but the model's "
+            f"vocabulary has {model_config.vocab_size}: the tokenizer is not this run's"
+        )
     model = build_model(model_config)
     load_model_state(checkpoint_path(run_dir, which), model)
     return model.to(device).eval(), tokenizer
+
+
+class RunLock:
+    """An exclusive lock on a run folder, held by whoever writes it (train, resume).
+
+    It is an flock on the folder's `.lock` file: the kernel releases it when the holder
+    exits, however it exits, so a killed run never leaves a lock that blocks the next
+    one. The file keeps the holder's pid and start time, for the message another process
+    gets. Where flock is missing (Windows), runs are not locked.
+    """
+
+    def __init__(self, run_dir: Path | str) -> None:
+        self.path = Path(run_dir) / LOCK
+        self.fd: int | None = None
+
+    def __enter__(self) -> RunLock:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+                os.close(fd)
+                raise RunError(
+                    f"{self.path.parent} is in use by {holder}; wait for it to finish "
+                    "(two runs writing one folder would corrupt it)"
+                ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} (since {time.strftime('%Y-%m-%d %H:%M:%S')})".encode())
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd is not None:
+            os.ftruncate(self.fd, 0)
+            os.close(self.fd)  # closing releases the flock
+            self.fd = None

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from glassbox.config import ModelConfig
+from glassbox.errors import GlassboxError
 from glassbox.models import build_model
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "int8": 1}
@@ -93,6 +94,10 @@ def count_report(
     Training FLOPs per token are 3x the forward (the backward pass costs about twice the
     forward), at the average context of a causal window, (context + 1) / 2.
     """
+    if context is not None and context < 1:
+        raise GlassboxError(f"context must be a positive number of tokens; got {context}")
+    if batch_size < 1:
+        raise GlassboxError(f"batch_size must be a positive integer; got {batch_size}")
     T = context or config.block_size
     params = param_table(config)
     non_embedding = params["total"] - params["token embedding"] - params["position embedding"]

@@ -109,6 +109,10 @@ def inspect_run(
 ) -> dict[str, Any]:
     """Run the requested analyses on a decoder or encoder run; returns a JSON-ready dict.
     An encoder reads the prompt after a [CLS] token, as in training."""
+    if html and not Path(html).parent.is_dir():  # found out before the analyses run
+        raise GlassboxError(f"cannot write {html}: folder {Path(html).parent} does not exist")
+    if top_k < 1:
+        raise GlassboxError(f"top_k must be at least 1; got {top_k}")
     model, tokenizer = runs.load_model(run_dir)
     arch = model.config.arch
     if arch == "encoder-decoder":

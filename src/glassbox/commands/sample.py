@@ -62,12 +62,16 @@ def run(args: argparse.Namespace) -> int:
         task = task_from_config(load_configs(args.run)[1])
         print(solve(model, task, args.prompt, beam_size=args.beam_size, alpha=args.length_penalty))
         return 0
+    if args.num_samples < 1:
+        raise GlassboxError(f"--num-samples must be at least 1; got {args.num_samples}")
     pack_for_cpu(model)  # no-op off the CPU and for small models
     options = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                    seed=args.seed, use_cache=not args.no_cache, dtype=args.dtype)  # fmt: skip
     if args.num_samples == 1 and not args.stop:  # stream one sample as it is made
-        sys.stdout.write(args.prompt)
-        for piece in generate_text(model, tokenizer, args.prompt, args.max_new_tokens, **options):
+        stream = generate_text(model, tokenizer, args.prompt, args.max_new_tokens, **options)
+        first = next(stream, "")  # a bad option or prompt fails here, before any output
+        sys.stdout.write(args.prompt + first)
+        for piece in stream:
             sys.stdout.write(piece)
             sys.stdout.flush()
         sys.stdout.write("\n")

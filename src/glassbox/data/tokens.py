@@ -16,6 +16,7 @@ import torch
 from glassbox.data.corpus import DataError
 
 TRAIN_FRACTION = 0.9
+CHUNK = 1 << 24  # ids checked at a time when a token file is opened
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -48,7 +49,22 @@ class TokenDataset:
 
     def __init__(self, path: Path | str, vocab_size: int) -> None:
         self.path = Path(path)
-        tokens = np.memmap(self.path, dtype=token_dtype(vocab_size), mode="r")  # (N,)
+        dtype = token_dtype(vocab_size)
+        if not self.path.is_file():
+            raise DataError(f"{self.path} is missing: the run's corpus is gone")
+        size = self.path.stat().st_size
+        if size == 0 or size % dtype.itemsize:
+            raise DataError(
+                f"{self.path} holds {size} bytes, not a whole number of {dtype.itemsize}-byte "
+                "token ids: the file is truncated or corrupt"
+            )
+        tokens = np.memmap(self.path, dtype=dtype, mode="r")  # (N,)
+        largest = max(int(tokens[i : i + CHUNK].max()) for i in range(0, len(tokens), CHUNK))
+        if largest >= vocab_size:
+            raise DataError(
+                f"{self.path} holds token id {largest}, outside the vocabulary of "
+                f"{vocab_size}: the file is corrupt or belongs to another tokenizer"
+            )
         n_train = int(len(tokens) * TRAIN_FRACTION)
         self.splits = {"train": tokens[:n_train], "val": tokens[n_train:]}
 

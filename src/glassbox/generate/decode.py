@@ -71,9 +71,13 @@ def generate(
     stop = torch.tensor(sorted(set(stop_tokens)), dtype=idx.dtype, device=idx.device)
     finished = torch.zeros(B, dtype=torch.bool, device=idx.device)
     block = model.config.block_size
-    # All tokens so far, preallocated: prompt then generated ones; real-token flags too.
-    tokens = torch.cat([idx, idx.new_zeros(B, max_new_tokens)], dim=1)  # (B, T0 + N)
-    mask = torch.cat([key_mask, key_mask.new_ones(B, max_new_tokens)], dim=1)  # (B, T0 + N)
+    # The tokens so far (prompt, then generated ones) and their real-token flags, in a
+    # buffer with room for block_size more: only the last block_size are ever read, so
+    # when it fills up they move to the front. Memory stays bounded by the window however
+    # many tokens are asked for.
+    room = min(max_new_tokens, block)
+    tokens = torch.cat([idx, idx.new_zeros(B, room)], dim=1)  # (B, T0 + room)
+    mask = torch.cat([key_mask, key_mask.new_ones(B, room)], dim=1)  # (B, T0 + room)
     device = idx.device.type
     bf16 = resolve_dtype(device, dtype) == "bfloat16"
     with evaluating(model):
@@ -82,6 +86,10 @@ def generate(
         logits = _prefill(model, tokens[:, :end], mask[:, :end], cache, dtype)  # (B, V)
         for step in range(max_new_tokens):
             next_id = sample_next(logits, temperature, top_k, top_p, generator)  # (B,)
+            if end == tokens.size(1):  # buffer full: keep the last block_size tokens
+                tokens[:, :block] = tokens[:, end - block : end].clone()
+                mask[:, :block] = mask[:, end - block : end].clone()
+                end = block
             tokens[:, end] = next_id
             end += 1
             yield next_id

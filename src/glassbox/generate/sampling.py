@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -9,8 +11,8 @@ from glassbox.errors import GlassboxError
 
 
 def check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
-    if temperature < 0:
-        raise GlassboxError(f"temperature must be >= 0 (0 is greedy); got {temperature}")
+    if not math.isfinite(temperature) or temperature < 0:
+        raise GlassboxError(f"temperature must be a number >= 0 (0 is greedy); got {temperature}")
     if top_k is not None and top_k < 1:
         raise GlassboxError(f"top_k must be >= 1; got {top_k}")
     if top_p is not None and not 0 < top_p <= 1:

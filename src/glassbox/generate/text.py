@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import torch
 
+from glassbox.errors import GlassboxError
 from glassbox.generate.decode import generate
 from glassbox.models.gpt import GPT
 from glassbox.tokenizers import Tokenizer
@@ -58,6 +59,10 @@ def generate_batch(
     >>> generate_batch(model, tok, ["To be", "Or"], 20, stop=["\\n"])  # doctest: +SKIP
     [' or not to be, that', ' not to be']
     """
+    if not prompts:
+        raise GlassboxError("generate_batch needs at least one prompt")
+    if any(s == "" for s in stop):
+        raise GlassboxError("a stop text must not be empty (every sample would end at once)")
     device = next(model.parameters()).device
     encoded = [tokenizer.encode(p) for p in prompts]
     width = max(len(ids) for ids in encoded)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from glassbox import runs
-from glassbox.checkpoint import load_checkpoint, save_checkpoint
+from glassbox.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from glassbox.config import ModelConfig, TrainConfig, override
 from glassbox.data import TokenDataset, corpus_name, iter_text, load_text, write_tokens
 from glassbox.data.tasks import task_from_config
@@ -28,7 +29,6 @@ from glassbox.data.tokens import TRAIN_FRACTION
 from glassbox.device import autocast, resolve_device, tune_cpu_allocator
 from glassbox.errors import GlassboxError
 from glassbox.models import build_model
-from glassbox.models.encoder import ENCODER_SPECIALS
 from glassbox.tokenizers import BPETokenizer, CharTokenizer, Tokenizer
 from glassbox.train.estimate import estimate_loss
 from glassbox.train.objectives import build_objective
@@ -78,22 +78,36 @@ def train(
             "an encoder-decoder trains on a source -> target task: pass --task "
             "(copy, reverse, sort or addition)"
         )
-    if (run_dir / runs.CONFIG).exists():
-        if not overwrite:
-            raise GlassboxError(
-                f"{run_dir} already holds a run: resume it with --resume, "
-                "pick another --run, or pass --overwrite"
-            )
-        runs.remove_run_files(run_dir)  # only what a run writes, never anything else there
+    if run_dir.exists() and not run_dir.is_dir():
+        raise GlassboxError(f"--run {run_dir} is a file, not a folder")
+    created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
-    if not train_config.task:
-        tokenizer, corpus = _prepare_corpus(model_config, train_config, run_dir)
-    n_specials = len(ENCODER_SPECIALS) if model_config.arch == "encoder" else 0
-    model_config = override(model_config, {"vocab_size": tokenizer.vocab_size + n_specials})
-    runs.write_json(run_dir / runs.TOKENIZER, tokenizer.to_dict())
-    runs.save_config(run_dir, model_config, train_config, corpus=corpus)
-    (run_dir / runs.METRICS).unlink(missing_ok=True)
-    return _loop(model_config, train_config, resume=False, progress=progress, callback=callback)
+    try:
+        with runs.RunLock(run_dir):
+            runs.remove_temp_files(run_dir)
+            # A folder whose run never reached its first checkpoint holds nothing to lose.
+            started = (run_dir / runs.CHECKPOINT).exists()
+            if (run_dir / runs.CONFIG).exists() and started and not overwrite:
+                raise GlassboxError(
+                    f"{run_dir} already holds a run: resume it with --resume, "
+                    "pick another --run, or pass --overwrite"
+                )
+            staged = run_dir / f".{runs.TOKENS}.tmp{os.getpid()}"
+            if not train_config.task:  # the new corpus is checked before the old run goes
+                tokenizer, corpus = _prepare_corpus(model_config, train_config, staged)
+            runs.remove_run_files(run_dir)  # only what a run writes, nothing else there
+            if staged.exists():
+                staged.replace(run_dir / runs.TOKENS)
+            vocab_size = runs.model_vocab_size(tokenizer, model_config.arch)
+            model_config = override(model_config, {"vocab_size": vocab_size})
+            runs.write_json(run_dir / runs.TOKENIZER, tokenizer.to_dict())
+            runs.save_config(run_dir, model_config, train_config, corpus=corpus)
+            session = _Session(model_config, train_config, callback)
+            return _loop(session, 0, progress=progress)
+    except BaseException:
+        if created:  # nothing of the failed run stays where there was no folder before
+            _remove_if_empty(run_dir)
+        raise
 
 
 def resume(
@@ -103,7 +117,11 @@ def resume(
     callback: Callable[[dict[str, Any]], None] | None = None,
     **changes: Any,
 ) -> TrainResult:
-    """Continue a run from its last checkpoint; `changes` may set RESUMABLE_KEYS only."""
+    """Continue a run from its last checkpoint; `changes` may set RESUMABLE_KEYS only.
+
+    A run killed before its first checkpoint starts again from iteration 0, which is the
+    same as continuing it. Everything is checked before the run's files change.
+    """
     model_config, train_config = runs.load_configs(run_dir)
     frozen = sorted(set(changes) - set(RESUMABLE_KEYS))
     if frozen:
@@ -112,26 +130,30 @@ def resume(
             f"only {', '.join(RESUMABLE_KEYS)} may change"
         )
     train_config = override(train_config, {**changes, "run_dir": str(run_dir)})
-    runs.update_train_config(run_dir, train_config)
-    return _loop(model_config, train_config, resume=True, progress=progress, callback=callback)
+    with runs.RunLock(run_dir):
+        runs.remove_temp_files(run_dir)
+        session = _Session(model_config, train_config, callback)
+        start = session.restore() if (Path(run_dir) / runs.CHECKPOINT).exists() else 0
+        if train_config.max_iters < start:
+            raise GlassboxError(
+                f"{run_dir} is already at iteration {start}; --max-iters must be at least "
+                f"that (it counts from the start of the run, not from now)"
+            )
+        _truncate_metrics(Path(run_dir) / runs.METRICS, start)
+        runs.update_train_config(run_dir, train_config)
+        return _loop(session, start, progress=progress)
 
 
-def _loop(
-    mc: ModelConfig,
-    tc: TrainConfig,
-    *,
-    resume: bool,
-    progress: bool,
-    callback: Callable[[dict[str, Any]], None] | None,
-) -> TrainResult:
-    session = _Session(mc, tc, callback)
-    start = session.restore() if resume else 0
+def _loop(session: _Session, start: int, *, progress: bool) -> TrainResult:
+    """Iterations start..max_iters, evaluating and saving on schedule. A run resumed at
+    `start` has already evaluated there."""
+    tc = session.tc
     session.metrics = open(session.run_dir / runs.METRICS, "a", encoding="utf-8")  # noqa: SIM115
     bar = tqdm(total=tc.max_iters, initial=start, disable=not progress, unit="it", desc="train")
     try:
         for it in range(start, tc.max_iters + 1):
             due = it % tc.eval_interval == 0 or it == tc.max_iters
-            if due and not (resume and it == start):  # a resumed run's first eval is done
+            if due and (it > start or start == 0):
                 train_loss, val_loss = session.evaluate_and_save(it)
                 if progress:
                     bar.write(f"iter {it}: train loss {train_loss:.4f}, val loss {val_loss:.4f}")
@@ -149,6 +171,13 @@ def _loop(
     return TrainResult(
         session.run_dir, tc.max_iters, *session.last_eval, session.best_val, session.times
     )
+
+
+def _remove_if_empty(run_dir: Path) -> None:
+    """Remove a folder that holds nothing but our lock file (and the lock file)."""
+    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {runs.LOCK}:
+        (run_dir / runs.LOCK).unlink(missing_ok=True)
+        run_dir.rmdir()
 
 
 class _Session:
@@ -176,7 +205,16 @@ class _Session:
 
     def restore(self) -> int:
         """Load the last checkpoint; returns the iteration to continue from."""
-        rng, meta = load_checkpoint(self.run_dir / runs.CHECKPOINT, self.model, self.optimizer)
+        path = self.run_dir / runs.CHECKPOINT
+        rng, meta = load_checkpoint(path, self.model, self.optimizer)
+        for field in ("step", "best_val_loss", "train_loss", "val_loss"):
+            value = meta.get(field)
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise CheckpointError(f"{path} has corrupt metadata: no number for {field!r}")
+        for name, now in (("torch", torch.get_rng_state()), ("batches", self.batches.get_state())):
+            saved = rng.get(name)
+            if saved is None or saved.dtype != now.dtype or saved.shape != now.shape:
+                raise CheckpointError(f"{path} has no valid {name!r} RNG state to resume from")
         torch.set_rng_state(rng["torch"])
         self.batches.set_state(rng["batches"])
         cuda = [rng[k] for k in sorted(rng) if k.startswith("cuda.")]
@@ -184,8 +222,7 @@ class _Session:
             torch.cuda.set_rng_state_all(cuda)
         self.best_val = meta["best_val_loss"]
         self.last_eval = (meta["train_loss"], meta["val_loss"])
-        _truncate_metrics(self.run_dir / runs.METRICS, meta["step"])
-        return meta["step"]
+        return int(meta["step"])
 
     def rng_state(self) -> dict[str, torch.Tensor]:
         state = {"torch": torch.get_rng_state(), "batches": self.batches.get_state()}
@@ -212,7 +249,14 @@ class _Session:
             dtype=self.tc.dtype,
         )
         self.model.train()
-        train_loss, val_loss = self.last_eval = (losses["train"], losses["val"])
+        train_loss, val_loss = losses["train"], losses["val"]
+        if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
+            raise TrainingDiverged(
+                f"the evaluation at iteration {it} gave a loss of {train_loss} (train) and "
+                f"{val_loss} (val); training stopped without saving. The last good checkpoint "
+                f"is still in {self.run_dir}; try a lower --lr"
+            )
+        self.last_eval = (train_loss, val_loss)
         self.log({"kind": "eval", "iter": it, "train_loss": train_loss, "val_loss": val_loss})
         if val_loss < self.best_val:
             self.best_val = val_loss
@@ -299,13 +343,17 @@ def _prepare_task(mc: ModelConfig, tc: TrainConfig) -> tuple[Tokenizer, dict[str
 
 
 def _prepare_corpus(
-    mc: ModelConfig, tc: TrainConfig, run_dir: Path
+    mc: ModelConfig, tc: TrainConfig, path: Path
 ) -> tuple[Tokenizer, dict[str, Any]]:
-    """Build the tokenizer and write the corpus's ids to the run's token file."""
+    """Build the tokenizer and write the corpus's ids to `path`, checking that the corpus
+    is long enough for block_size (the file is removed if it is not)."""
     tokenizer, chunks = _build_tokenizer(tc)
-    path = run_dir / runs.TOKENS
-    n_tokens = write_tokens(chunks, tokenizer.encode, tokenizer.vocab_size, path)
-    TokenDataset(path, tokenizer.vocab_size).check_fits(mc.block_size)
+    try:
+        n_tokens = write_tokens(chunks, tokenizer.encode, tokenizer.vocab_size, path)
+        TokenDataset(path, tokenizer.vocab_size).check_fits(mc.block_size)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
     return tokenizer, {"name": corpus_name(tc.data), "tokens": n_tokens}
 
 
@@ -326,14 +374,18 @@ def _build_tokenizer(tc: TrainConfig) -> tuple[Tokenizer, Iterable[str]]:
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop rows logged after the checkpoint, which the resumed run will log again."""
+    """Drop rows logged after the checkpoint, which the resumed run will log again, and
+    any line a kill tore in half."""
     if not path.exists():
         return
     keep = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        row = json.loads(line)
-        if row["iter"] < step or (row["kind"] == "eval" and row["iter"] == step):
-            keep.append(line + "\n")
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+            if row["iter"] < step or (row["kind"] == "eval" and row["iter"] == step > 0):
+                keep.append(line + "\n")
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue  # a torn or foreign line: the run logs its rows again from `step`
     runs.atomic_write(path, "".join(keep).encode())
 
 
