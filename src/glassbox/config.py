@@ -18,6 +18,10 @@ from glassbox.errors import GlassboxError
 ARCHS = ("decoder", "encoder", "encoder-decoder")
 POS_ENCODINGS = ("learned", "sinusoidal", "rope", "alibi", "relative", "none")
 ATTENTION_IMPLS = ("auto", "sdpa", "manual")
+# Sublayer kinds a Block is built from: names of the registries in glassbox.nn.block
+# (MLPS, ATTENTIONS) and glassbox.nn.positional (POSITION_SCHEMES); a test keeps them equal.
+MLP_KINDS = ("dense",)
+ATTENTION_KINDS = ("mha",)
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "swiglu")
 NORMS = ("layernorm", "rmsnorm", "batchnorm")
 NORM_PLACEMENTS = ("pre", "post")
@@ -63,11 +67,15 @@ class ModelConfig:
     # sdpa (F.scaled_dot_product_attention) | manual (the maths written out) | auto (the
     # faster of the two for the device and length; see glassbox/nn/attention.py)
     attention: str = "auto"
+    # which self-attention module: mha (multi-head; multi-query or grouped-query with
+    # n_kv_head), from glassbox.nn.block.ATTENTIONS
+    attention_kind: str = "mha"
     attn_only: bool = False  # blocks without MLPs: the circuits interpretability starts from
     mlp_ratio: int = 4  # hidden width of the MLP is mlp_ratio * n_embd
     # gelu (exact, erf) | gelu_tanh (GPT-2's approximation) | relu | swiglu (gated; hidden
     # width 2/3 of mlp_ratio * n_embd so the MLP keeps its parameter count)
     activation: str = "gelu"
+    mlp: str = "dense"  # which MLP module: dense (fc, activation, proj), from nn.block.MLPS
     shared_embeddings: bool = True  # encoder-decoder: one token table for source and target
     norm: str = "layernorm"  # layernorm | rmsnorm | batchnorm (statistics over batch and time)
     norm_eps: float = 1e-5  # added to the variance (BERT checkpoints use 1e-12)
@@ -95,6 +103,8 @@ class ModelConfig:
             raise ConfigError(f"dropout must be in [0, 1); got {self.dropout}")
         _check_choice("pos_encoding", self.pos_encoding, POS_ENCODINGS)
         _check_choice("attention", self.attention, ATTENTION_IMPLS)
+        _check_choice("attention_kind", self.attention_kind, ATTENTION_KINDS)
+        _check_choice("mlp", self.mlp, MLP_KINDS)
         _check_choice("activation", self.activation, ACTIVATIONS)
         _check_choice("norm", self.norm, NORMS)
         _check_choice("norm_placement", self.norm_placement, NORM_PLACEMENTS)
@@ -118,7 +128,11 @@ class ModelConfig:
     def position_table(self) -> bool:
         """Whether positions come from a table of block_size rows (so sequences longer than
         block_size cannot be encoded); alibi, relative and none work at any length."""
-        return self.pos_encoding in ("learned", "sinusoidal", "rope")
+        # The scheme itself knows (its has_table flag). Imported here, not at the top:
+        # glassbox.nn imports this module, and the configs load without torch.
+        from glassbox.nn.positional import POSITION_SCHEMES
+
+        return POSITION_SCHEMES[self.pos_encoding].has_table
 
     @property
     def kv_heads(self) -> int:

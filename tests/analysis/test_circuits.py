@@ -132,7 +132,7 @@ def test_head_weights_reproduce_q_k_v(norm, n_kv_head):
         folded = head_weights(model, 1, head)
         kv = head // group  # the key/value head this query head reads
         for name, hook, index in [("W_Q", "q", head), ("W_K", "k", kv), ("W_V", "v", kv)]:
-            cached = cache[f"blocks.1.attn.hook_{hook}"][:, index]  # (B, T, D)
+            cached = cache[f"blocks.1.attn.hook_{hook}"][:, :, index]  # (B, T, D)
             close(x_normed @ raw[name], cached)
             close(x_hat @ folded[name], cached)
 
@@ -142,8 +142,8 @@ def test_head_weights_reproduce_attn_out():
     with torch.no_grad():
         model.blocks[0].attn.proj.bias.normal_()
     cache = run(model, ["blocks.0.attn.hook_z", "blocks.0.hook_attn_out"])
-    z = cache["blocks.0.attn.hook_z"]  # (B, H, T, D)
-    out = sum(z[:, h] @ head_weights(model, 0, h)["W_O"] for h in range(4))
+    z = cache["blocks.0.attn.hook_z"]  # (B, T, H, D)
+    out = sum(z[:, :, h] @ head_weights(model, 0, h)["W_O"] for h in range(4))
     close(out + model.blocks[0].attn.proj.bias.detach(), cache["blocks.0.hook_attn_out"])
 
 

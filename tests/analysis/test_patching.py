@@ -103,9 +103,9 @@ def test_patch_heads_match_one_head_patched_by_hand():
     for layer, head in [(0, 1), (1, 3)]:
         clean_z = cache[f"blocks.{layer}.attn.hook_z"]
 
-        def patch(z, hook, head=head, clean_z=clean_z):
+        def patch(z, hook, head=head, clean_z=clean_z):  # z (B, T, H, D)
             z = z.clone()
-            z[:, head] = clean_z[:, head]
+            z[:, :, head] = clean_z[:, :, head]
             return z
 
         by_hand = model.run_with_hooks(
@@ -156,11 +156,11 @@ def test_mean_ablation_uses_the_reference_mean():
     model = random_model()
     reference = torch.randint(0, 11, (3, 10), generator=torch.Generator().manual_seed(1))
     _, cache = model.run_with_cache(reference, names_filter="blocks.1.attn.hook_z")
-    mean = cache["blocks.1.attn.hook_z"].mean(dim=(0, 2))  # (H, D)
+    mean = cache["blocks.1.attn.hook_z"].mean(dim=(0, 1))  # (H, D) from (B, T, H, D)
 
     def by_hand(z, hook):
         z = z.clone()
-        z[:, 2] = mean[2]
+        z[:, :, 2] = mean[2]
         return z
 
     expected = model.run_with_hooks(CLEAN, fwd_hooks=[("blocks.1.attn.hook_z", by_hand)])

@@ -32,7 +32,7 @@ def test_minilm_hidden_states_match_hugging_face(models):
     assert not mask.all()  # the comparison includes padding
     with torch.no_grad():
         want = reference(**batch).last_hidden_state  # (B, T, 384)
-        got = ours.hidden(batch["input_ids"], key_mask=mask)
+        got = ours.resid_final(batch["input_ids"], key_mask=mask)
     torch.testing.assert_close(got[mask], want[mask], atol=2e-5, rtol=0)
     pooled = torch.nn.functional.normalize(ours.pool(got, mask, "mean"), dim=-1)
     want_pooled = (want * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
@@ -47,7 +47,7 @@ def test_minilm_sentence_similarity_makes_sense(models):
     batch = tokenizer(texts, padding=True, return_tensors="pt")
     mask = batch["attention_mask"].bool()
     with torch.no_grad():
-        vectors = ours.pool(ours.hidden(batch["input_ids"], key_mask=mask), mask, "mean")
+        vectors = ours.pool(ours.resid_final(batch["input_ids"], key_mask=mask), mask, "mean")
     v = torch.nn.functional.normalize(vectors, dim=-1)
     assert v[0] @ v[1] > v[0] @ v[2] + 0.3  # eating ~ meal, far from the stock market
 

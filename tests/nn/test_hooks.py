@@ -49,6 +49,75 @@ def test_the_hook_names_of_a_gpt_are_pinned_in_forward_order():
     assert small_gpt().hook_names() == expected
 
 
+# Every hook's shape for B=2, T=5, C=32, H=4, H_kv=2, D=8, V=11, MLP width 128: the
+# layouts of docs/interpretability.md. q, k, v and z are (B, T, H, D) as in TransformerLens
+# (batch, pos, head, d_head), so a hook written for one indexes the same axes in the other.
+B, T, C, H, H_KV, D, V, W = 2, 5, 32, 4, 2, 8, 11, 128
+BLOCK_SHAPES = {
+    "hook_resid_pre": (B, T, C),
+    "ln_1.hook_scale": (B, T, 1),
+    "attn.hook_q": (B, T, H, D),
+    "attn.hook_k": (B, T, H_KV, D),
+    "attn.hook_v": (B, T, H_KV, D),
+    "attn.hook_attn_scores": (B, H, T, T),
+    "attn.hook_pattern": (B, H, T, T),
+    "attn.hook_z": (B, T, H, D),
+    "attn.hook_result": (B, T, H, C),
+    "hook_attn_out": (B, T, C),
+    "hook_resid_mid": (B, T, C),
+    "ln_2.hook_scale": (B, T, 1),
+    "mlp.hook_pre": (B, T, W),
+    "mlp.hook_post": (B, T, W),
+    "hook_mlp_out": (B, T, C),
+    "hook_resid_post": (B, T, C),
+}
+
+
+def test_every_hook_has_its_documented_shape():
+    model = small_gpt(n_kv_head=2)
+    _, cache = model.run_with_cache(tokens(B, T))
+    expected = {"hook_embed": (B, T, C), "hook_pos_embed": (T, C)}
+    for layer in range(2):
+        expected |= {f"blocks.{layer}.{name}": s for name, s in BLOCK_SHAPES.items()}
+    expected |= {"ln_f.hook_scale": (B, T, 1), "hook_logits": (B, T, V)}
+    assert {name: tuple(t.shape) for name, t in cache.items()} == expected
+
+
+def test_cross_attention_hooks_have_the_same_layouts():
+    model = EncoderDecoder(ModelConfig(arch="encoder-decoder", **SMALL, n_kv_head=2)).eval()
+    S = 7  # source length; the target has T tokens
+    _, cache = model.run_with_cache(tokens(B, S), tokens(B, T), names_filter=lambda n: "cross" in n)
+    shapes = {name.removeprefix("decoder.blocks.1."): tuple(t.shape) for name, t in cache.items()}
+    assert {k: v for k, v in shapes.items() if not k.startswith("decoder.blocks.0.")} == {
+        "ln_cross.hook_scale": (B, T, 1),
+        "cross_attn.hook_q": (B, T, H, D),
+        "cross_attn.hook_k": (B, S, H_KV, D),  # keys and values of the source positions
+        "cross_attn.hook_v": (B, S, H_KV, D),
+        "cross_attn.hook_attn_scores": (B, H, T, S),
+        "cross_attn.hook_pattern": (B, H, T, S),
+        "cross_attn.hook_z": (B, T, H, D),
+        "cross_attn.hook_result": (B, T, H, C),
+        "hook_cross_out": (B, T, C),
+        "hook_resid_mid_cross": (B, T, C),
+    }
+
+
+def test_q_k_v_and_z_hooks_index_heads_on_axis_2():
+    """Zeroing head 1 through hook_z (B, T, H, D) is the same as zeroing its slice of W_O."""
+    model = small_gpt()
+    x = tokens()
+
+    def zero_head_1(z, hook):
+        z = z.clone()
+        z[:, :, 1] = 0
+        return z
+
+    ablated = model.run_with_hooks(x, fwd_hooks=[("blocks.0.attn.hook_z", zero_head_1)])
+    with torch.no_grad():
+        model.blocks[0].attn.W_O[1] = 0  # a view into proj.weight
+    torch.testing.assert_close(ablated, model(x))
+
+
 def test_every_hook_point_fires_once_per_forward_pass():
     model = small_gpt()
     _, cache = model.run_with_cache(tokens())

@@ -35,7 +35,13 @@ from glassbox.generate.seq2seq import greedy_decode
 from glassbox.models import GPT, Encoder, EncoderDecoder, build_model
 from glassbox.nn import MLP, Block, SelfAttention, Stack
 from glassbox.nn.norms import BatchNorm, RMSNorm
-from glassbox.nn.positional import ALiBi, RelativePositions, RotaryPositions, apply_rotary
+from glassbox.nn.positional import (
+    ALiBi,
+    PositionContext,
+    RelativeVectors,
+    RotaryPositions,
+    apply_rotary,
+)
 
 V = 11
 SMALL = dict(vocab_size=V, block_size=16, n_layer=2, n_head=4, n_embd=32)
@@ -68,11 +74,11 @@ def test_a_bidirectional_stack_without_positions_is_permutation_equivariant():
     stack = Stack(config(pos_encoding="none"), causal=False).eval()
     x = torch.randn(3, 12, 32)  # (B, T, C) any residual stream, not just token embeddings
     perm = torch.randperm(12)
-    assert max_diff(stack.forward_residual(x[:, perm]), stack.forward_residual(x)[:, perm]) < 1e-5
+    assert max_diff(stack.residual(x[:, perm]), stack.residual(x)[:, perm]) < 1e-5
     causal = Stack(config(pos_encoding="none"), causal=True).eval()
     causal.load_state_dict(stack.state_dict())
     # the causal triangle is itself position information: equivariance is lost
-    assert max_diff(causal.forward_residual(x[:, perm]), causal.forward_residual(x)[:, perm]) > 0.1
+    assert max_diff(causal.residual(x[:, perm]), causal.residual(x)[:, perm]) > 0.1
 
 
 @pytest.mark.parametrize("pos_encoding", ["learned", "sinusoidal", "rope", "alibi", "relative"])
@@ -90,7 +96,7 @@ def test_any_position_encoding_breaks_permutation_equivariance(pos_encoding):
 def test_rope_query_key_scores_depend_only_on_the_offset():
     torch.manual_seed(0)
     rope = RotaryPositions(block_size=64, d_head=16)
-    q, k = torch.randn(2, 1, 3, 1, 16).unbind(0)  # (B=1, H=3, T=1, D) each: one content vector
+    q, k = torch.randn(2, 1, 1, 3, 16).unbind(0)  # (B=1, T=1, H=3, D) each: one content vector
 
     def scores(m: int, n: int) -> torch.Tensor:
         qm = apply_rotary(q, *rope(torch.tensor([m])))
@@ -112,9 +118,15 @@ def test_a_rope_attention_layer_is_unchanged_when_every_position_shifts(causal):
     attn = scramble(SelfAttention(cfg)).eval()
     rope = RotaryPositions(cfg.block_size, cfg.d_head)
     x = torch.randn(2, 8, 32)
-    base = attn(x, causal=causal, rotary=rope(torch.arange(8)))
-    shifted = attn(x, causal=causal, rotary=rope(torch.arange(8) + 13))
-    stretched = attn(x, causal=causal, rotary=rope(torch.arange(8) * 2))
+
+    def at(positions: torch.Tensor) -> torch.Tensor:
+        return attn(x, causal=causal, positions=PositionContext(rotary=rope(positions)))
+
+    base, shifted, stretched = (
+        at(torch.arange(8)),
+        at(torch.arange(8) + 13),
+        at(torch.arange(8) * 2),
+    )
     assert max_diff(base, shifted) < 1e-5
     assert max_diff(base, stretched) > 1e-2  # offsets changed: so did the output
 
@@ -199,7 +211,7 @@ def test_an_alibi_encoder_is_equivariant_to_reversing_the_sequence():
 
 def test_relative_offsets_beyond_the_maximum_share_one_vector():
     torch.manual_seed(0)
-    rel = RelativePositions(max_distance=2, d_head=8)
+    rel = RelativeVectors(max_distance=2, d_head=8)
     offsets = torch.arange(-6, 7)[None, :]  # (T=1, S=13): key - query from -6 to 6
     keys, values = rel(offsets)  # (1, 13, D) each
     for table, out in ((rel.keys.weight, keys[0]), (rel.values.weight, values[0])):
@@ -367,11 +379,10 @@ def test_batchnorm_at_evaluation_uses_its_running_statistics():
 def silence_sublayers(block: nn.Module) -> None:
     """Zero every projection that writes into the residual stream (weights and biases)."""
     with torch.no_grad():
-        for proj in (
-            block.attn.proj,
-            block.mlp.proj,
-            getattr(block, "cross_attn", block.attn).proj,
-        ):
+        sublayers = [block.attn, block.mlp] + (
+            [block.cross_attn] if block.cross_attn is not None else []
+        )
+        for proj in (sublayer.proj for sublayer in sublayers):
             proj.weight.zero_()
             if proj.bias is not None:
                 proj.bias.zero_()

@@ -30,7 +30,9 @@ from torch import Tensor, nn
 
 from glassbox.analysis.lens import check_head
 from glassbox.errors import GlassboxError
+from glassbox.models import EncoderDecoder
 from glassbox.nn.norms import BatchNorm
+from glassbox.nn.stack import Stack
 
 
 class FactoredMatrix:
@@ -129,9 +131,9 @@ class FactoredMatrix:
 # ---- finding heads and their weights --------------------------------------------------
 
 
-def _stack(model: nn.Module, part: str | None) -> nn.Module:
+def _stack(model: nn.Module, part: str | None) -> Stack:
     """The module holding the blocks: the model itself, or one stack of an encoder-decoder."""
-    if hasattr(model, "blocks"):
+    if isinstance(model, Stack):
         return model  # GPT, Encoder: `part` does not apply
     if part not in ("encoder", "decoder"):
         got = "nothing" if part is None else repr(part)
@@ -139,7 +141,7 @@ def _stack(model: nn.Module, part: str | None) -> nn.Module:
             f"an encoder-decoder has two stacks of blocks: pass part='encoder' or "
             f"part='decoder' (got {got})"
         )
-    return getattr(model, part)
+    return model.encoder if part == "encoder" else model.decoder
 
 
 def _gain(norm: nn.Module, where: str) -> Tensor | None:
@@ -156,19 +158,12 @@ def _gain(norm: nn.Module, where: str) -> Tensor | None:
 
 def _layer_weights(stack: nn.Module, layer: int, fold_ln: bool) -> dict[str, Tensor]:
     """W_Q, W_K, W_V (H, C, D) and W_O (H, D, C) of every head of one layer, detached
-    copies, with key/value heads repeated so that index h is query head h's."""
+    copies, with key/value heads repeated so that index h is query head h's (as the
+    attention module's own W_K and W_V already are)."""
     block = stack.blocks[layer]
     attn = block.attn
-    H, H_kv, D = attn.n_head, attn.n_kv_head, attn.d_head
-    weight = attn.qkv.weight.detach()  # (C + 2·H_kv·D, C): nn.Linear stores (out, in)
-    C = weight.size(1)
-    kv_width = H_kv * D
-    w_q = weight[:C].view(H, D, C).mT  # (H, C, D): q_h = x @ w_q[h]
-    w_k = weight[C : C + kv_width].view(H_kv, D, C).mT  # (H_kv, C, D)
-    w_v = weight[C + kv_width :].view(H_kv, D, C).mT  # (H_kv, C, D)
-    group = H // H_kv  # query head h uses key/value head h // group
-    w_k, w_v = w_k.repeat_interleave(group, dim=0), w_v.repeat_interleave(group, dim=0)
-    w_o = attn.proj.weight.detach().view(C, H, D).permute(1, 2, 0)  # (H, D, C)
+    w_q, w_k, w_v = attn.W_Q.detach(), attn.W_K.detach(), attn.W_V.detach()  # (H, C, D)
+    w_o = attn.W_O.detach()  # (H, D, C)
     if fold_ln and not block.post_norm:  # post-norm: attention reads the stream itself
         g = _gain(block.ln_1, f"layer {layer}'s ln_1")
         if g is not None:
@@ -237,7 +232,7 @@ def _embed(model: nn.Module, stack: nn.Module) -> Tensor:
     """W_E (V, C): each token's vector as it enters the residual stream (the source table
     for an encoder with its own, and scaled by √C with sinusoidal positions)."""
     table = model.tok_emb
-    if stack is getattr(model, "encoder", None) and getattr(model, "src_emb", None) is not None:
+    if isinstance(model, EncoderDecoder) and stack is model.encoder and model.src_emb is not None:
         table = model.src_emb
     return _at_least_float32(table.weight.detach()) * stack.emb_scale
 
@@ -246,7 +241,7 @@ def _unembed(model: nn.Module, fold_ln: bool) -> Tensor:
     """W_U (C, V): the tied unembedding tok_emb.weightᵀ, with the gain of the final norm
     before the logits folded in (diag(g) @ W_U) under fold_ln."""
     w_u = _at_least_float32(model.tok_emb.weight.detach()).T  # (C, V)
-    final = model.decoder if hasattr(model, "decoder") else model  # whose ln_f feeds logits
+    final = model.decoder if isinstance(model, EncoderDecoder) else model  # ln_f feeds logits
     g = _gain(final.ln_f, "the final norm ln_f") if fold_ln else None
     return w_u if g is None else _at_least_float32(g.detach())[:, None] * w_u
 
@@ -280,14 +275,14 @@ def positional_qk_circuit(
     a key at position s from the position vectors alone (learned or sinusoidal tables,
     the ones added to the residual stream)."""
     stack = _stack(model, part)
-    pos = stack.pos_emb
-    if pos is None:
+    scheme = stack.pos_emb
+    if not scheme.adds_embedding:
         raise GlassboxError(
             f"positional_qk_circuit needs positions added to the residual stream (learned "
             f"or sinusoidal); this model uses {stack.config.pos_encoding}"
         )
-    table = pos.table.weight if isinstance(pos.table, nn.Embedding) else pos.table
-    w_pos = _at_least_float32(table.detach())  # (block_size, C)
+    rows = torch.arange(stack.config.block_size, device=model.tok_emb.weight.device)
+    w_pos = _at_least_float32(scheme.embed(rows).detach())  # (block_size, C)
     return w_pos @ qk_circuit(model, layer, head, fold_ln=fold_ln, part=part) @ w_pos.T
 
 

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from glassbox.analysis.attention_page import visible_token
 from glassbox.errors import GlassboxError
 from glassbox.models import evaluating
+from glassbox.models.base import StackModel
 from glassbox.nn.norms import LayerNorm, RMSNorm
 from glassbox.tokenizers.base import Tokenizer
 from glassbox.tokenizers.display import pieces
@@ -32,7 +33,7 @@ from glassbox.tokenizers.display import pieces
 
 def check_single_stack(model: nn.Module, what: str) -> None:
     """Raise unless `model` is one stack of blocks with a tied unembedding (GPT, Encoder)."""
-    if not (hasattr(model, "blocks") and hasattr(model, "ln_f") and hasattr(model, "tok_emb")):
+    if not isinstance(model, StackModel):
         name = type(model).__name__
         raise GlassboxError(
             f"{what} works on a GPT or an Encoder (one stack of blocks); got {name}"
@@ -210,9 +211,9 @@ def direct_logit_attribution(
             parts[f"blocks.{l}.attn.head{h}"] = value
         if block.attn.proj.bias is not None:
             parts[f"blocks.{l}.attn.bias"] = float(term(block.attn.proj.bias.detach()))
-        if hasattr(block, "mlp"):
+        if block.mlp is not None:
             parts[f"blocks.{l}.mlp"] = float(term(cache[f"blocks.{l}.hook_mlp_out"][b, t]))
-    if getattr(ln_f, "bias", None) is not None:
+    if ln_f.bias is not None:  # LayerNorm(bias=True); RMSNorm has none
         parts["ln_f.bias"] = float(ln_f.bias.detach().double() @ u)  # added after the scale
     return parts
 

@@ -42,9 +42,9 @@ def ablate_heads(
 ) -> Tensor:
     """Logits (B, T, V) with the listed (layer, head) pairs knocked out.
 
-    how="zero" sets each head's z (its attention-weighted values, hook_z) to zero, so the
-    head writes nothing but the projection's bias; how="mean" sets it to the head's mean
-    z over the batch and positions of `reference` (default: tokens itself).
+    how="zero" sets each head's z (its attention-weighted values, hook_z, (B, T, H, D))
+    to zero, so the head writes nothing but the projection's bias; how="mean" sets it to
+    the head's mean z over the batch and positions of `reference` (default: tokens itself).
 
     >>> ablate_heads(model, ids, [(0, 1), (1, 3)], how="mean")
     """
@@ -65,13 +65,13 @@ def ablate_heads(
         if how == "mean":
             ref = tokens if reference is None else as_batch(reference, model)
             _, cache = model.run_with_cache(ref, names_filter=list(names.values()))
-            means = {l: cache[n].mean(dim=(0, 2)) for l, n in names.items()}  # (H, D) each
+            means = {l: cache[n].mean(dim=(0, 1)) for l, n in names.items()}  # (H, D) each
 
         def ablate(layer: int) -> HookFn:
-            def fn(z: Tensor, hook: HookPoint) -> Tensor:  # z (B, H, T, D)
+            def fn(z: Tensor, hook: HookPoint) -> Tensor:  # z (B, T, H, D)
                 z = z.clone()
                 for h in by_layer[layer]:
-                    z[:, h] = 0.0 if how == "zero" else means[layer][h]  # (D,) to every t
+                    z[:, :, h] = 0.0 if how == "zero" else means[layer][h]  # (D,) to every t
                 return z
 
             return fn
@@ -182,7 +182,8 @@ def patch_heads(
     """
     clean, corrupted = _prompts(model, clean, corrupted)
     L, H = len(model.blocks), model.config.n_head
-    patches = [(f"blocks.{l}.attn.hook_z", (slice(None), h)) for l in range(L) for h in range(H)]
+    every = slice(None)
+    patches = [(f"blocks.{l}.attn.hook_z", (every, every, h)) for l in range(L) for h in range(H)]
     values = _patched_metrics(model, clean, corrupted, patches, metric, runs_per_pass)
     return values.view(L, H)
 
@@ -199,7 +200,7 @@ def patch_heads_by_position(
     clean, corrupted = _prompts(model, clean, corrupted)
     L, H, T = len(model.blocks), model.config.n_head, corrupted.size(1)
     patches = [
-        (f"blocks.{l}.attn.hook_z", (slice(None), h, t))
+        (f"blocks.{l}.attn.hook_z", (slice(None), t, h))  # z is (B, T, H, D)
         for l in range(L)
         for h in range(H)
         for t in range(T)

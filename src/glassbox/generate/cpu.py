@@ -40,24 +40,23 @@ class PackedLinear(nn.Module):
 
 
 def pack_for_cpu(model: GPT, min_weights: int = MIN_PACKED_WEIGHTS) -> GPT:
-    """Swap the model's large Linear layers, and the tied unembedding, for oneDNN-packed
-    copies, in place; returns the model, which from then on can only run inference.
+    """Swap the model's large Linear layers (every nn.Linear with at least min_weights
+    weights), and the tied unembedding, for oneDNN-packed copies, in place; returns the
+    model, which from then on can only run inference.
 
     >>> fast = pack_for_cpu(load_model("runs/gpt2")[0])  # doctest: +SKIP
     """
     if next(model.parameters()).device.type != "cpu" or not torch.backends.mkldnn.is_available():
         return model
     model.eval()
-    for block in model.blocks:
-        layers = [(block.attn, "qkv"), (block.attn, "proj")]
-        if hasattr(block, "mlp"):  # attention-only blocks have none
-            layers += [(block.mlp, "fc"), (block.mlp, "proj")]
-        for parent, name in layers:
-            linear = getattr(parent, name)
-            if isinstance(linear, nn.Linear) and linear.weight.numel() >= min_weights:
-                setattr(parent, name, PackedLinear(linear.weight.detach(), linear.bias))
+    # Every Linear, found by type wherever it sits (attention, MLP, a plugged-in sublayer),
+    # so that packing needs no list of attribute names.
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.Linear) and child.weight.numel() >= min_weights:
+                setattr(parent, name, PackedLinear(child.weight.detach(), child.bias))
     if model.tok_emb.weight.numel() >= min_weights:
-        # An instance attribute shadows the GPT.unembed method for this model only
+        # An instance attribute shadows the unembed method for this model only
         # (set past nn.Module's registration: the packed copy is not a saved submodule).
         object.__setattr__(model, "unembed", PackedLinear(model.tok_emb.weight.detach()))
     model.requires_grad_(False)

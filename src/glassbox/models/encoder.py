@@ -8,13 +8,11 @@ decoder cannot do. The same final residual, pooled over a sequence, is a sentenc
 
 from __future__ import annotations
 
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from glassbox.config import ModelConfig
 from glassbox.errors import GlassboxError
-from glassbox.nn.hooks import HookedModel, HookPoint
-from glassbox.nn.stack import Stack, init_weights
+from glassbox.models.base import StackModel
 
 POOLINGS = ("mean", "cls")
 # An encoder's special tokens take the ids after its tokenizer's own, in this order.
@@ -32,38 +30,37 @@ def encoder_special_ids(vocab_size: int) -> dict[str, int]:
     return {name: first + i for i, name in enumerate(ENCODER_SPECIALS)}
 
 
-class Encoder(HookedModel, Stack):
+class Encoder(StackModel):
+    """A BERT-like encoder: every real position reads every other, in both directions.
+
+    Why it exists beside GPT: a causal decoder cannot use the right-hand context, which
+    masked-LM training and sentence vectors need. It is the same Stack with the triangle
+    off (and padding masked), so it shares every part and every hook name with GPT, loads
+    BERT checkpoints (glassbox.models.convert.load_bert), and `pool` turns its final
+    residual into one vector per sequence.
+    """
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config, causal=False)
-        self.tok_emb = nn.Embedding(config.vocab_size, config.n_embd)
-        self.hook_logits = HookPoint()  # (B, T, V)
-        init_weights(self, config.n_layer)
-        self._name_hook_points()
-
-    def hidden(self, idx: Tensor, key_mask: Tensor | None = None) -> Tensor:
-        """The final residual stream (B, T, C) for idx (B, T); key_mask (B, T) is False on
-        padding, which no position attends to."""
-        return self.forward_residual(self.tok_emb(idx), key_mask=key_mask)
 
     def forward(self, idx: Tensor, *, key_mask: Tensor | None = None) -> Tensor:
-        """Logits (B, T, V) over the vocabulary at every position (the masked-LM head)."""
-        return self.hook_logits(self.unembed(self.hidden(idx, key_mask)))
+        """Logits (B, T, V) over the vocabulary at every position of idx (B, T) (the
+        masked-LM head); key_mask (B, T) is False on padding, which no position reads."""
+        x = self.resid_final(idx, key_mask=key_mask)  # (B, T, C)
+        return self.hook_logits(self.unembed(x))  # (B, T, V)
 
-    def unembed(self, x: Tensor) -> Tensor:
-        """Logits (..., V) from a final residual (..., C), through the tied embedding."""
-        return F.linear(x, self.tok_emb.weight)
+    def pool(self, resid: Tensor, key_mask: Tensor | None = None, how: str = "mean") -> Tensor:
+        """One vector (B, C) per sequence from the final residual (B, T, C): the mean over
+        real tokens, or the first position's vector (which a [CLS] token there learns to
+        fill).
 
-    def pool(self, hidden: Tensor, key_mask: Tensor | None = None, how: str = "mean") -> Tensor:
-        """One vector (B, C) per sequence: the mean over real tokens, or the first
-        position's vector (which a [CLS] token there learns to fill)."""
+        >>> vectors = encoder.pool(encoder.resid_final(ids, key_mask=mask), mask)  # doctest: +SKIP
+        """
         if how == "cls":
-            return hidden[:, 0]
+            return resid[:, 0]
         if how != "mean":
             raise GlassboxError(f"pooling must be one of {', '.join(POOLINGS)}; got {how!r}")
         if key_mask is None:
-            return hidden.mean(dim=1)
-        weights = key_mask.to(hidden.dtype).unsqueeze(-1)  # (B, T, 1)
-        return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
-
-    def num_params(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+            return resid.mean(dim=1)
+        weights = key_mask.to(resid.dtype).unsqueeze(-1)  # (B, T, 1)
+        return (resid * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)

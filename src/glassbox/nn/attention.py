@@ -15,6 +15,9 @@ spells out the maths (and is what interpretability hooks will read), and PyTorch
 manual path is faster (forward + backward at B=12, H=4, T=64, D=32: 0.74 ms against
 1.29 ms for the fused kernel), while from T of about 100 up, and on GPUs, the fused one
 wins and also never stores the (T, T) pattern.
+
+For analysis the heads are also visible as weights: `W_Q`, `W_K`, `W_V` (H, C, D) and
+`W_O` (H, D, C), per-head views of the fused matrices (TransformerLens's names and shapes).
 """
 
 from __future__ import annotations
@@ -27,9 +30,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from glassbox.config import ModelConfig
+from glassbox.errors import GlassboxError
 from glassbox.nn.hooks import HookPoint
 from glassbox.nn.kv_cache import KVCache
-from glassbox.nn.positional import RelativePositions, apply_rotary
+from glassbox.nn.positional import NO_POSITIONS, POSITION_SCHEMES, PositionContext
 
 
 @lru_cache(maxsize=16)
@@ -96,17 +100,21 @@ def manual_attention(
 class Attention(nn.Module):
     """What self- and cross-attention share: heads in, attention, heads out.
 
-    Subclasses make q (B, H, T, D) and k, v (B, H_kv, S, D); `attend` mixes the values and
-    `proj` writes the heads back into the residual stream. Hook points: q, k, v (k and v
-    for the new positions only, after any rotation), attn_scores and pattern (B, H, T, S),
-    z (B, H, T, D) and result (B, T, H, C): each head's own term of the output, whose
-    sum over heads plus proj's bias is the attention output.
+    Subclasses make q (B, T, H, D) and k, v (B, S, H_kv, D); `attend` mixes the values
+    and `out` writes the heads back into the residual stream.
+
+    Hook points, in TransformerLens's layouts so that a hook written for one indexes the
+    same axes in the other: q, k, v (B, T, H, D) and (B, T, H_kv, D), for the new
+    positions only, after any rotation; attn_scores and pattern (B, H, T, S); z (B, T, H, D);
+    result (B, T, H, C), each head's own term of the output, whose sum over heads plus
+    proj's bias is the attention output. The hooks see q, k, v and z before the transposes
+    to (B, H, T, D) that batch the heads, which are views: the layout costs nothing.
     """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.n_head = config.n_head
-        self.n_kv_head = config.kv_heads
+        self.kv_heads = config.kv_heads  # resolved: n_head when config.n_kv_head is 0
         self.d_head = config.d_head
         self.impl = config.attention
         self.dropout = config.dropout
@@ -116,10 +124,81 @@ class Attention(nn.Module):
         self.hook_attn_scores, self.hook_pattern = HookPoint(), HookPoint()
         self.hook_z, self.hook_result = HookPoint(), HookPoint()
 
+    # ---- per-head weights, for analysis (views of the fused matrices, no copies) -------
+
+    def in_weights(self) -> tuple[Tensor, Tensor, Tensor]:
+        """The q, k and v projections' weights, (H·D, C), (H_kv·D, C), (H_kv·D, C), in
+        nn.Linear's (out, in) layout. Subclasses say where they live."""
+        raise NotImplementedError
+
+    def in_biases(self) -> tuple[Tensor, Tensor, Tensor] | None:
+        """The q, k and v biases (H·D,), (H_kv·D,), (H_kv·D,), or None without biases."""
+        raise NotImplementedError
+
+    def _per_head(self, w: Tensor, n: int) -> Tensor:
+        """(n·D, C) -> (n, C, D): head h's reading matrix, in the row-vector convention."""
+        return w.view(n, self.d_head, -1).mT
+
+    def _per_query_head(self, t: Tensor) -> Tensor:
+        """Key/value heads (H_kv, ...) repeated so that index h is query head h's: (H, ...).
+        A copy under grouped-query attention, the tensor itself otherwise."""
+        group = self.n_head // self.kv_heads
+        return t if group == 1 else t.repeat_interleave(group, dim=0)
+
+    @property
+    def W_Q(self) -> Tensor:
+        """(H, C, D): q_h = x @ W_Q[h] (+ b_Q[h])."""
+        return self._per_head(self.in_weights()[0], self.n_head)
+
+    @property
+    def W_K(self) -> Tensor:
+        """(H, C, D), one per query head: with grouped-query attention, head h's is the key
+        head it reads, h // (H / H_kv) (repeated, as TransformerLens does)."""
+        return self._per_query_head(self._per_head(self.in_weights()[1], self.kv_heads))
+
+    @property
+    def W_V(self) -> Tensor:
+        """(H, C, D), one per query head, like W_K."""
+        return self._per_query_head(self._per_head(self.in_weights()[2], self.kv_heads))
+
+    @property
+    def W_O(self) -> Tensor:
+        """(H, D, C): head h adds z_h @ W_O[h] to the residual stream (then proj's bias)."""
+        H, D = self.n_head, self.d_head
+        return self.proj.weight.view(-1, H, D).permute(1, 2, 0)  # (C, H·D) -> (H, D, C)
+
+    def _bias(self, i: int, n: int) -> Tensor | None:
+        biases = self.in_biases()
+        return None if biases is None else biases[i].view(n, self.d_head)  # (n, D)
+
+    @property
+    def b_Q(self) -> Tensor | None:
+        """(H, D), or None without biases."""
+        return self._bias(0, self.n_head)
+
+    @property
+    def b_K(self) -> Tensor | None:
+        """(H, D) per query head, like W_K; None without biases."""
+        b = self._bias(1, self.kv_heads)
+        return None if b is None else self._per_query_head(b)
+
+    @property
+    def b_V(self) -> Tensor | None:
+        """(H, D) per query head, like W_V; None without biases."""
+        b = self._bias(2, self.kv_heads)
+        return None if b is None else self._per_query_head(b)
+
+    @property
+    def b_O(self) -> Tensor | None:
+        """(C,), or None without biases."""
+        return self.proj.bias
+
+    # ---- the forward pass -----------------------------------------------------------------
+
     def heads(self, t: Tensor, n: int) -> Tensor:
-        """(B, T, n*D) -> (B, n, T, D): heads become a batch dimension."""
+        """(B, T, n*D) -> (B, T, n, D): the hook layout; a view."""
         B, T, _ = t.shape
-        return t.view(B, T, n, self.d_head).transpose(1, 2)
+        return t.view(B, T, n, self.d_head)
 
     def attend(
         self,
@@ -131,7 +210,8 @@ class Attention(nn.Module):
         bias: Tensor | None,
         relative: tuple[Tensor, Tensor] | None = None,
     ) -> Tensor:
-        """Attention output (B, T, C) from q, k, v, before the output projection."""
+        """Heads z (B, T, H, D) from q (B, H, T, D) and k, v (B, H_kv, S, D), before the
+        output projection."""
         B, H, T, D = q.shape
         S = k.size(2)
         dropout_p = self.dropout if self.training else 0.0
@@ -159,35 +239,43 @@ class Attention(nn.Module):
                 q, k, v, causal=causal, bias=bias, dropout_p=dropout_p, relative=relative,
                 hook_scores=self.hook_attn_scores, hook_pattern=self.hook_pattern,
             )  # fmt: skip
-        return self.hook_z(z)  # (B, H, T, D)
+        return self.hook_z(z.transpose(1, 2))  # (B, T, H, D)
 
     def out(self, z: Tensor) -> Tensor:
-        """Project the heads z (B, H, T, D) into the residual stream: (B, T, C)."""
-        B, H, T, D = z.shape
+        """Project the heads z (B, T, H, D) into the residual stream: (B, T, C)."""
+        B, T, H, D = z.shape
         if self.hook_result.fns:  # per-head terms, only when someone looks at them
-            w_o = self.proj.weight.view(-1, H, D)  # (C, H, D): each head's slice of W_O
-            result = self.hook_result(torch.einsum("bhtd,chd->bthc", z, w_o))  # (B, T, H, C)
+            result = self.hook_result(torch.einsum("bthd,hdc->bthc", z, self.W_O))  # (B, T, H, C)
             y = result.sum(dim=2)
             y = y + self.proj.bias if self.proj.bias is not None else y
         else:
-            y = self.proj(z.transpose(1, 2).reshape(B, T, H * D))  # heads side by side again
+            y = self.proj(z.reshape(B, T, H * D))  # heads side by side again
         return self.resid_dropout(y)  # (B, T, C)
 
 
 class SelfAttention(Attention):
     """Queries, keys and values all from x. Causal in a decoder, bidirectional (with a
-    padding mask) in an encoder."""
+    padding mask) in an encoder. Registered as attention_kind "mha" (glassbox.nn.block):
+    multi-head, multi-query or grouped-query by config.n_kv_head."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
         C, kv_width = config.n_embd, config.kv_heads * config.d_head
         # q for all heads, then k and v for the key/value heads, in one matmul
         self.qkv = nn.Linear(C, C + 2 * kv_width, bias=config.bias)
-        self.relative = (
-            RelativePositions(config.max_relative_distance, config.d_head)
-            if config.pos_encoding == "relative"
-            else None
-        )
+        # Per-layer vectors of a relative position scheme (Shaw et al.), else None.
+        self.relative = POSITION_SCHEMES[config.pos_encoding].relative_vectors(config)
+
+    def in_weights(self) -> tuple[Tensor, Tensor, Tensor]:
+        C = self.n_head * self.d_head
+        kv_width = self.kv_heads * self.d_head
+        return self.qkv.weight.split([C, kv_width, kv_width])  # rows: q, then k, then v
+
+    def in_biases(self) -> tuple[Tensor, Tensor, Tensor] | None:
+        if self.qkv.bias is None:
+            return None
+        C, kv_width = self.n_head * self.d_head, self.kv_heads * self.d_head
+        return self.qkv.bias.split([C, kv_width, kv_width])
 
     def forward(
         self,
@@ -197,23 +285,27 @@ class SelfAttention(Attention):
         causal: bool = True,
         cache: KVCache | None = None,
         layer: int = 0,
-        rotary: tuple[Tensor, Tensor] | None = None,
-        offsets: Tensor | None = None,
+        positions: PositionContext = NO_POSITIONS,
     ) -> Tensor:
         """x (B, T, C) -> (B, T, C). `causal` applies the usual triangle (aligned to the
         last T keys); `bias` adds any other mask, such as padding or ALiBi. With a cache,
         the new keys and values are stored in slot `layer` and attention sees all of them.
-        `rotary` (cos, sin) rotates q and k by their positions (RoPE) before k is cached;
-        `offsets` (T, S), key slot minus query slot, index the relative vectors."""
-        C, H_kv, D = x.size(-1), self.n_kv_head, self.d_head
+        `positions` (made once per forward pass by the Stack's position scheme) rotates
+        q and k (RoPE) before k is cached, and holds the offsets relative vectors read."""
+        C, H_kv, D = x.size(-1), self.kv_heads, self.d_head
         q, k, v = self.qkv(x).split([C, H_kv * D, H_kv * D], dim=2)
         q, k, v = self.heads(q, self.n_head), self.heads(k, H_kv), self.heads(v, H_kv)
-        if rotary is not None:
-            q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
-        q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
+        if positions.rotary is not None:
+            q, k = positions.rotate(q, k)
+        q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)  # (B, T, H or H_kv, D)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H, T, D)
         if cache is not None:
             k, v = cache.store(layer, k, v)  # (B, H_kv, S, D): every position so far
-        relative = self.relative(offsets) if self.relative is not None else None
+        relative = None
+        if self.relative is not None:
+            if positions.offsets is None:
+                raise GlassboxError("relative positions need the offsets a Stack passes")
+            relative = self.relative(positions.offsets)  # (T, S, D) each
         z = self.attend(q, k, v, causal=causal, bias=bias, relative=relative)
         return self.out(z)
 
@@ -230,6 +322,14 @@ class CrossAttention(Attention):
         self.q = nn.Linear(C, C, bias=config.bias)
         self.kv = nn.Linear(C, 2 * kv_width, bias=config.bias)
 
+    def in_weights(self) -> tuple[Tensor, Tensor, Tensor]:
+        return (self.q.weight, *self.kv.weight.chunk(2))
+
+    def in_biases(self) -> tuple[Tensor, Tensor, Tensor] | None:
+        if self.q.bias is None:
+            return None
+        return (self.q.bias, *self.kv.bias.chunk(2))
+
     def forward(
         self,
         x: Tensor,
@@ -240,13 +340,13 @@ class CrossAttention(Attention):
         layer: int = 0,
     ) -> Tensor:
         """x (B, T, C) and memory (B, S, C) -> (B, T, C)."""
-        q = self.hook_q(self.heads(self.q(x), self.n_head))  # (B, H, T, D)
+        q = self.hook_q(self.heads(self.q(x), self.n_head)).transpose(1, 2)  # (B, H, T, D)
         if cache is not None and layer in cache.cross:
             k, v = cache.cross[layer]
         else:
             k, v = self.kv(memory).chunk(2, dim=-1)
-            k, v = self.heads(k, self.n_kv_head), self.heads(v, self.n_kv_head)  # (B, H_kv, S, D)
-            k, v = self.hook_k(k), self.hook_v(v)
+            k, v = self.heads(k, self.kv_heads), self.heads(v, self.kv_heads)  # (B, S, H_kv, D)
+            k, v = self.hook_k(k).transpose(1, 2), self.hook_v(v).transpose(1, 2)
             if cache is not None:
-                cache.cross[layer] = (k, v)
+                cache.cross[layer] = (k, v)  # (B, H_kv, S, D)
         return self.out(self.attend(q, k, v, causal=False, bias=bias))

@@ -3,8 +3,8 @@
 A decoder's keys and values for past positions never change, so generation computes them
 once and keeps them. The cache is allocated up front for `max_len` positions of every
 layer, and each forward pass writes its new keys and values into the next free slots:
-no tensor grows (no `torch.cat` per step), and only the `n_kv_head` heads that grouped-
-query attention actually has are stored.
+no tensor grows (no `torch.cat` per step), and only the key/value heads that grouped-query
+attention actually has (`kv_heads`, H_kv) are stored.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ class KVCache:
     share one cache. `cross` holds an encoder-decoder's cross-attention keys and values,
     (B, H_kv, S_src, D) per layer, computed from the encoder output on first use.
 
-    >>> cache = KVCache(n_layer=2, batch_size=1, n_kv_head=4, max_len=64, d_head=32)
+    >>> cache = KVCache(n_layer=2, batch_size=1, kv_heads=4, max_len=64, d_head=32)
     >>> cache.bytes()
     262144
     """
@@ -32,13 +32,13 @@ class KVCache:
         self,
         n_layer: int,
         batch_size: int,
-        n_kv_head: int,
+        kv_heads: int,
         max_len: int,
         d_head: int,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
     ) -> None:
-        shape = (n_layer, batch_size, n_kv_head, max_len, d_head)
+        shape = (n_layer, batch_size, kv_heads, max_len, d_head)
         # Uninitialized: a slot is only ever read after `store` has written it.
         self.k = torch.empty(shape, device=device, dtype=dtype)  # (L, B, H_kv, max_len, D)
         self.v = torch.empty(shape, device=device, dtype=dtype)  # (L, B, H_kv, max_len, D)

@@ -49,6 +49,7 @@ class RMSNorm(nn.Module):
         super().__init__()
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(n_embd))  # (C,) gain
+        self.register_parameter("bias", None)  # none, as nn.LayerNorm(bias=False) says it
         self.hook_scale = HookPoint()
 
     def forward(self, x: Tensor) -> Tensor:

@@ -17,11 +17,12 @@ from torch import Tensor, nn
 
 from glassbox.config import ModelConfig
 from glassbox.errors import GlassboxError
+from glassbox.nn.aux_losses import aux_sources
 from glassbox.nn.block import Block
 from glassbox.nn.hooks import HookPoint
 from glassbox.nn.kv_cache import KVCache
 from glassbox.nn.norms import make_norm
-from glassbox.nn.positional import ALiBi, RotaryPositions, make_positions
+from glassbox.nn.positional import make_positions
 
 
 def padding_bias(key_mask: Tensor, dtype: torch.dtype) -> Tensor:
@@ -38,8 +39,14 @@ def padding_bias(key_mask: Tensor, dtype: torch.dtype) -> Tensor:
 class Stack(nn.Module):
     """Positions, n_layer blocks and the final norm; token embeddings in, residual out.
 
-    `causal`: decoder self-attention (a position sees itself and the past) or encoder
-    (every real position). `cross`: blocks also attend to an encoder's memory.
+    Why a class of its own: what a decoder, an encoder and each half of an
+    encoder-decoder do between the embeddings and the output is the same loop over
+    blocks; they differ in two flags. `causal`: decoder self-attention (a position sees
+    itself and the past) or encoder (every real position). `cross`: blocks also attend to
+    an encoder's memory. GPT and Encoder are Stacks; an EncoderDecoder holds two.
+
+    `pos_emb` is the position scheme (glassbox.nn.positional), whatever it adds and where:
+    the name is GPT-2's table's, which saved state dicts keep (`pos_emb.table.weight`).
     """
 
     def __init__(self, config: ModelConfig, *, causal: bool, cross: bool = False) -> None:
@@ -48,26 +55,18 @@ class Stack(nn.Module):
         self.causal = causal
         self.hook_embed = HookPoint()  # (B, T, C) token embeddings (scaled, if sinusoidal)
         self.pos_emb = make_positions(config)
-        if self.pos_emb is not None:
-            self.hook_pos_embed = HookPoint()  # (T, C) or (B, T, C) position vectors
-        self.rotary = (
-            RotaryPositions(config.block_size, config.d_head)
-            if config.pos_encoding == "rope"
-            else None
-        )
-        self.alibi = ALiBi(config.n_head) if config.pos_encoding == "alibi" else None
-        # The sinusoids have amplitude 1 while token vectors start at std 0.02: unscaled,
-        # the positions drown the tokens (measured: docs/architectures.md). The paper
-        # multiplies the embeddings by sqrt(n_embd), and so do we, for sinusoidal only.
-        sinusoidal = config.pos_encoding == "sinusoidal"
-        self.emb_scale = math.sqrt(config.n_embd) if sinusoidal else 1.0
-        if config.embed_norm:
-            self.ln_embed = make_norm(config)  # (BERT) the summed embeddings, normalized
+        # (T, C) or (B, T, C) position vectors, for schemes that add them to the stream
+        self.hook_pos_embed = HookPoint() if self.pos_emb.adds_embedding else None
+        self.emb_scale = self.pos_emb.token_scale  # sinusoids: √C (see SinusoidalPositions)
+        # (BERT) the summed embeddings, normalized
+        self.ln_embed = make_norm(config) if config.embed_norm else None
         self.drop = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
         self.blocks = nn.ModuleList(Block(config, cross=cross) for _ in range(config.n_layer))
         self.ln_f = make_norm(config) if config.norm_placement == "pre" else nn.Identity()
+        # Sublayers that record auxiliary losses; cleared as each forward pass starts.
+        self.aux_sources = [m for _, m in aux_sources(self.blocks)]
 
-    def forward_residual(
+    def residual(
         self,
         x: Tensor,
         *,
@@ -87,11 +86,14 @@ class Stack(nn.Module):
         """
         B, T, _ = x.shape
         start = cache.length if cache is not None else 0
-        if self.config.position_table and start + T > self.config.block_size:
+        scheme = self.pos_emb
+        if scheme.has_table and start + T > self.config.block_size:
             raise GlassboxError(
                 f"sequence of {start + T} tokens is longer than block_size "
                 f"{self.config.block_size} (the positions this model has)"
             )
+        for source in self.aux_sources:
+            source.aux_losses.clear()
         if cache is not None and key_mask is not None:
             cache.add_mask(key_mask)
         padded = key_mask is not None and not bool(key_mask.all())
@@ -105,32 +107,26 @@ class Stack(nn.Module):
         if self.emb_scale != 1.0:
             x = x * self.emb_scale
         x = self.hook_embed(x)  # (B, T, C)
-        if self.pos_emb is not None:
-            x = x + self.hook_pos_embed(self.pos_emb(positions))  # (B, T, C)
-        if hasattr(self, "ln_embed"):
+        if self.hook_pos_embed is not None:
+            x = x + self.hook_pos_embed(scheme.embed(positions))  # (B, T, C)
+        if self.ln_embed is not None:
             x = self.ln_embed(x)
         x = self.drop(x)
-        # ALiBi and relative positions use slot offsets, which equal position offsets
-        # between real tokens (padding is contiguous at one end).
-        offsets = None
-        if self.alibi is not None or self.config.pos_encoding == "relative":
-            slots = torch.arange(start + T, device=x.device)  # (S,) keys; queries: last T
-            if self.alibi is not None:
-                alibi = self.alibi(slots[start:], slots)  # (1, H, T, S)
-                bias = alibi if bias is None else bias + alibi
-            else:
-                offsets = slots[None, :] - slots[start:, None]  # (T, S): key - query slot
+        # What attention needs about positions (rotations, score bias, offsets), made once
+        # for every layer; a score bias joins the mask here, so layers see one mask.
+        context = scheme.context(positions, start, T)
+        if context.score_bias is not None:
+            bias = context.score_bias if bias is None else bias + context.score_bias
         memory_bias = None
         if memory_mask is not None and not bool(memory_mask.all()):
             memory_bias = padding_bias(memory_mask, x.dtype)  # (B, 1, 1, S_src)
-        rotary = self.rotary(positions) if self.rotary is not None else None
         # A query sees every cached key plus the new keys up to itself; one new token
         # (decoding) sees everything, so it needs no triangle at all.
         causal = self.causal and T > 1
         for layer, block in enumerate(self.blocks):
             x = block(
-                x, cache=cache, layer=layer, memory=memory, memory_bias=memory_bias,
-                bias=bias, causal=causal, rotary=rotary, offsets=offsets,
+                x, positions=context, bias=bias, causal=causal, cache=cache, layer=layer,
+                memory=memory, memory_bias=memory_bias,
             )  # fmt: skip
         if cache is not None:
             cache.advance(T)
@@ -156,15 +152,16 @@ def init_weights(model: nn.Module, n_layer: int) -> None:
     """GPT-2 initialization: N(0, 0.02) everywhere, zero biases, unit norm gains, and the
     projections that write into the residual stream scaled by 1/√(2·n_layer), because
     each block adds two such terms and the stream's variance would otherwise grow with
-    depth."""
+    depth. Those projections are the Linear layers named `proj` inside a block's
+    sublayers (attention, cross-attention, MLP, or each expert of a plugged-in MLP)."""
     for module in model.modules():
         if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
+    resid_std = 0.02 / math.sqrt(2 * n_layer)
     for module in model.modules():
         if isinstance(module, Block):
-            resid_std = 0.02 / math.sqrt(2 * n_layer)
-            for name in ("attn", "cross_attn", "mlp"):
-                if hasattr(module, name):
-                    nn.init.normal_(getattr(module, name).proj.weight, mean=0.0, std=resid_std)
+            for name, linear in module.named_modules():
+                if name.rpartition(".")[2] == "proj" and isinstance(linear, nn.Linear):
+                    nn.init.normal_(linear.weight, mean=0.0, std=resid_std)

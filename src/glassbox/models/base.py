@@ -1,0 +1,101 @@
+"""What the three model classes share, written once.
+
+- `LanguageModel`: hook points (HookedModel), the tied output layer (`unembed`), the
+  auxiliary losses the latest forward pass recorded (`aux_losses`, `aux_loss`) and the
+  parameter count. GPT, Encoder and EncoderDecoder all are one.
+- `StackModel`: a LanguageModel that is one Stack with a token embedding in front, GPT
+  and Encoder: token ids to final residual (`resid_final`) and a KV cache.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from glassbox.config import ModelConfig
+from glassbox.nn.aux_losses import aux_sources
+from glassbox.nn.hooks import HookedModel, HookPoint
+from glassbox.nn.kv_cache import KVCache
+from glassbox.nn.positional import PositionScheme
+from glassbox.nn.stack import Stack, init_weights
+
+
+class LanguageModel(HookedModel):
+    """Mixed into every model class, which builds `tok_emb` and calls `_finish_init()`
+    at the end of its __init__."""
+
+    config: ModelConfig
+    tok_emb: nn.Embedding
+
+    def _finish_init(self) -> None:
+        """Name the hook points and find the sublayers that record auxiliary losses."""
+        self._name_hook_points()
+        self._aux_sources = aux_sources(self)
+
+    def unembed(self, x: Tensor) -> Tensor:
+        """Logits (..., V) from a final residual (..., C), through the token embedding
+        transposed (weight tying, as in GPT-2 and the 2017 paper).
+        glassbox.generate.cpu may swap in a packed copy."""
+        return F.linear(x, self.tok_emb.weight)
+
+    def aux_losses(self) -> dict[str, Tensor]:
+        """The auxiliary losses sublayers recorded in the latest forward pass, by
+        "{module path}.{name}" (e.g. "blocks.0.mlp.balance"); empty for a model without
+        such sublayers. Each forward pass through a stack replaces its sublayers' entries."""
+        return {
+            f"{path}.{name}": value
+            for path, source in self._aux_sources
+            for name, value in source.aux_losses.items()
+        }
+
+    def aux_loss(self) -> Tensor:
+        """The sum of aux_losses(), a scalar tensor to add to the training loss (0 when
+        there are none), attached to the graph of the forward pass that recorded it.
+
+        >>> loss = lm_loss(model(x), y) + model.aux_loss()  # doctest: +SKIP
+        """
+        values = [v for _, source in self._aux_sources for v in source.aux_losses.values()]
+        if not values:
+            return self.tok_emb.weight.new_zeros(())
+        return torch.stack([v.float() for v in values]).sum()
+
+    def num_params(self, include_positions: bool = True) -> int:
+        """Parameters of the model; the tied embedding/unembedding matrix counts once.
+        Without positions: less the position tables (learned positions' pos_emb)."""
+        total = sum(p.numel() for p in self.parameters())  # parameters() yields each once
+        if not include_positions:
+            for module in self.modules():
+                if isinstance(module, PositionScheme):
+                    total -= sum(p.numel() for p in module.parameters())
+        return total
+
+
+class StackModel(LanguageModel, Stack):
+    """One Stack with a token embedding in front and the tied unembedding after it: what
+    GPT (causal) and Encoder (bidirectional) share; they add only their forward pass."""
+
+    def __init__(self, config: ModelConfig, *, causal: bool) -> None:
+        super().__init__(config, causal=causal)
+        self.tok_emb = nn.Embedding(config.vocab_size, config.n_embd)
+        self.hook_logits = HookPoint()  # (B, T, V)
+        init_weights(self, config.n_layer)
+        self._finish_init()
+
+    def resid_final(
+        self, idx: Tensor, *, key_mask: Tensor | None = None, cache: KVCache | None = None
+    ) -> Tensor:
+        """The final residual stream (B, T, C), after the final norm, for token ids idx
+        (B, T): what the unembedding reads, and what an encoder pools into a sentence
+        vector. key_mask and cache as in Stack.residual."""
+        return self.residual(self.tok_emb(idx), key_mask=key_mask, cache=cache)
+
+    def new_cache(
+        self, batch_size: int, max_len: int | None = None, dtype: torch.dtype | None = None
+    ) -> KVCache:
+        """An empty KV cache for this model (max_len defaults to block_size), on the
+        model's device and in its dtype unless dtype says otherwise."""
+        weight = self.tok_emb.weight
+        return super().new_cache(
+            batch_size, max_len, device=weight.device, dtype=dtype or weight.dtype
+        )
