@@ -129,7 +129,7 @@ def evaluate_run(
         return {"run": run, "masked_lm_loss": losses[split], "split": split}
     T = model_config.block_size
     if data is None:
-        dataset = runs.load_tokens(run_dir, tokenizer.vocab_size)
+        dataset = runs.load_tokens(run_dir, tokenizer.vocab_size, T)
         windows_ = dataset.windows(split, T, batch_size)
         source = f"{split} split of the run's corpus"
     else:

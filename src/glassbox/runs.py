@@ -135,9 +135,12 @@ def model_vocab_size(tokenizer: Tokenizer, arch: str) -> int:
     return tokenizer.vocab_size + (len(ENCODER_SPECIALS) if arch == "encoder" else 0)
 
 
-def load_tokens(run_dir: Path | str, vocab_size: int) -> TokenDataset:
-    """The run's corpus as token ids, split into train and val."""
-    return TokenDataset(Path(run_dir) / TOKENS, vocab_size)
+def load_tokens(run_dir: Path | str, vocab_size: int, block_size: int) -> TokenDataset:
+    """The run's corpus as token ids, split into train and val, each checked to hold at
+    least one window of block_size + 1 tokens."""
+    dataset = TokenDataset(Path(run_dir) / TOKENS, vocab_size)
+    dataset.check_fits(block_size)
+    return dataset
 
 
 def checkpoint_path(run_dir: Path | str, which: str = "best") -> Path:

@@ -130,7 +130,7 @@ def build_objective(mc: ModelConfig, tc: TrainConfig):
         return Seq2Seq(task, tc.batch_size, held_out_examples(task, tc.seed), tc.label_smoothing)
     if mc.arch == "encoder":
         text_vocab = mc.vocab_size - len(ENCODER_SPECIALS)
-        dataset = runs.load_tokens(tc.run_dir, text_vocab)
+        dataset = runs.load_tokens(tc.run_dir, text_vocab, mc.block_size - 1)
         return MaskedLM(dataset, tc.batch_size, mc.block_size, mc.vocab_size, tc.mlm_prob)
-    dataset = runs.load_tokens(tc.run_dir, mc.vocab_size)
+    dataset = runs.load_tokens(tc.run_dir, mc.vocab_size, mc.block_size)
     return CausalLM(dataset, tc.batch_size, mc.block_size)
