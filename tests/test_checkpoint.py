@@ -3,14 +3,14 @@ import os
 import pytest
 import torch
 
-from glassbox.config import ModelConfig, TrainConfig
-from glassbox.models import GPT
 from glassbox.checkpoint import (
     CheckpointError,
     load_checkpoint,
     load_model_state,
     save_checkpoint,
 )
+from glassbox.config import ModelConfig, TrainConfig
+from glassbox.models import GPT
 from glassbox.train.optim import configure_optimizer
 
 CONFIG = ModelConfig(vocab_size=13, block_size=8, n_layer=1, n_head=2, n_embd=8)

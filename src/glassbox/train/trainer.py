@@ -207,10 +207,10 @@ class _Session:
         """Load the last checkpoint; returns the iteration to continue from."""
         path = self.run_dir / runs.CHECKPOINT
         rng, meta = load_checkpoint(path, self.model, self.optimizer)
-        for field in ("step", "best_val_loss", "train_loss", "val_loss"):
-            value = meta.get(field)
+        for key in ("step", "best_val_loss", "train_loss", "val_loss"):
+            value = meta.get(key)
             if not isinstance(value, (int, float)) or isinstance(value, bool):
-                raise CheckpointError(f"{path} has corrupt metadata: no number for {field!r}")
+                raise CheckpointError(f"{path} has corrupt metadata: no number for {key!r}")
         for name, now in (("torch", torch.get_rng_state()), ("batches", self.batches.get_state())):
             saved = rng.get(name)
             if saved is None or saved.dtype != now.dtype or saved.shape != now.shape:
