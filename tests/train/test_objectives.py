@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from glassbox.config import ModelConfig
 from glassbox.data import TokenDataset
 from glassbox.data.tasks import PAD, Seq2SeqTask, held_out_examples
 from glassbox.models.encoder import ENCODER_SPECIALS, encoder_special_ids
@@ -187,3 +188,18 @@ def test_label_smoothing_raises_the_training_loss_of_a_confident_model():
     # an unsure model (uniform logits) is not punished: smoothing pulls toward uniform
     unsure = Confident(tgt_out, V, margin=0.0)
     assert math.isclose(smoothed.loss(unsure, batch).item(), math.log(V), rel_tol=1e-6)
+
+
+def test_training_losses_add_the_models_auxiliary_losses(dataset, monkeypatch):
+    """Whatever a sublayer records (a router's balancing loss, say) is added to the
+    training loss by every objective, and left out of the evaluation loss."""
+    from glassbox.models import GPT
+    from glassbox.train.objectives import CausalLM
+
+    model = GPT(ModelConfig(vocab_size=N_TEXT, block_size=8, n_layer=1, n_head=2, n_embd=16))
+    monkeypatch.setattr(model, "aux_loss", lambda: torch.tensor(0.25))
+    objective = CausalLM(dataset, batch_size=2, block_size=8)
+    batch = objective.batch("train", torch.Generator().manual_seed(0))
+    with_aux = objective.loss(model, batch, train=True)
+    without = objective.loss(model, batch, train=False)
+    assert with_aux.item() == pytest.approx(without.item() + 0.25)

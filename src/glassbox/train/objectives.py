@@ -35,6 +35,13 @@ def lm_loss(
     )  # fmt: skip
 
 
+def with_aux(model: nn.Module, loss: Tensor, train: bool) -> Tensor:
+    """The training loss plus the auxiliary losses (a router's load balancing, say) that
+    the model's sublayers recorded in this forward pass. Evaluation reports the
+    prediction loss alone, so validation losses compare across architectures."""
+    return loss + model.aux_loss() if train else loss
+
+
 class CausalLM:
     def __init__(self, dataset: TokenDataset, batch_size: int, block_size: int) -> None:
         self.dataset, self.batch_size, self.block_size = dataset, batch_size, block_size
@@ -45,7 +52,7 @@ class CausalLM:
 
     def loss(self, model: nn.Module, batch: tuple[Tensor, ...], *, train: bool = True) -> Tensor:
         x, y = batch  # (B, T) each
-        return lm_loss(model(x), y)
+        return with_aux(model, lm_loss(model(x), y), train)
 
 
 class InductionLM(CausalLM):
@@ -91,7 +98,7 @@ class MaskedLM:
 
     def loss(self, model: nn.Module, batch: tuple[Tensor, ...], *, train: bool = True) -> Tensor:
         inputs, targets = batch
-        return lm_loss(model(inputs), targets, ignore_index=IGNORE)
+        return with_aux(model, lm_loss(model(inputs), targets, ignore_index=IGNORE), train)
 
 
 class Seq2Seq:
@@ -118,7 +125,8 @@ class Seq2Seq:
         src, tgt_in, tgt_out = batch  # (B, S), (B, T), (B, T)
         logits = model(src, tgt_in, src_mask=src != PAD)  # (B, T, V)
         smoothing = self.label_smoothing if train else 0.0
-        return lm_loss(logits, tgt_out, ignore_index=PAD, label_smoothing=smoothing)
+        loss = lm_loss(logits, tgt_out, ignore_index=PAD, label_smoothing=smoothing)
+        return with_aux(model, loss, train)
 
 
 def build_objective(mc: ModelConfig, tc: TrainConfig):
