@@ -17,6 +17,15 @@ from glassbox.data.tasks import PAD, Seq2SeqTask, held_out_examples
 from glassbox.models.encoder import ENCODER_SPECIALS, encoder_special_ids
 from glassbox.train.objectives import IGNORE, MaskedLM, Seq2Seq
 
+
+class StandIn(nn.Module):
+    """A fake model with fixed outputs; like every glassbox model it reports its
+    auxiliary losses (none)."""
+
+    def aux_loss(self) -> torch.Tensor:
+        return torch.zeros(())
+
+
 N_TEXT = 20  # ids of the text tokenizer; the encoder's specials come after them
 
 
@@ -89,7 +98,7 @@ def test_masked_lm_loss_counts_only_the_targets(dataset):
     V = N_TEXT + 3
     logits = torch.randn(4, 17, V)
 
-    class Fixed(nn.Module):
+    class Fixed(StandIn):
         def forward(self, idx):
             assert torch.equal(idx, inputs)
             return logits
@@ -148,7 +157,7 @@ def test_seq2seq_validation_batches_hold_only_held_out_examples():
     assert seen == {source for source, _ in held_out}
 
 
-class Confident(nn.Module):
+class Confident(StandIn):
     """Puts `margin` more logit on the right next token than on every other one, and
     where the target is PAD (which the loss must skip) on a wrong token instead."""
 
@@ -160,9 +169,6 @@ class Confident(nn.Module):
     def forward(self, src, tgt_in, *, src_mask):
         assert torch.equal(src_mask, src != PAD)
         return self.logits
-
-    def aux_loss(self) -> torch.Tensor:  # what every glassbox model offers
-        return torch.zeros(())
 
 
 def test_label_smoothing_raises_the_training_loss_of_a_confident_model():
