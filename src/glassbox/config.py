@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
@@ -190,6 +192,10 @@ class TrainConfig:
         for name in ("warmup_iters", "lr_decay_iters", "threads"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0; got {getattr(self, name)}")
+        for f in fields(self):  # nan passes every comparison below, and inf most of them
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{f.name} must be a finite number; got {value}")
         if not self.lr > 0:
             raise ConfigError(f"lr must be positive; got {self.lr}")
         if not 0 <= self.min_lr <= self.lr:
@@ -200,6 +206,11 @@ class TrainConfig:
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be in [0, 1); got {getattr(self, name)}")
         _check_choice("tokenizer", self.tokenizer, TOKENIZERS)
+        _check_choice("dtype", self.dtype, DTYPES)
+        if self.task:
+            _check_choice("task", self.task, TASKS)
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
+            raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or mps; got {self.device!r}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"label_smoothing must be in [0, 1); got {self.label_smoothing}")
         if not 0.0 < self.mlm_prob < 1.0:

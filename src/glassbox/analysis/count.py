@@ -117,7 +117,7 @@ def count_report(
         },
         "kv_cache": {
             "dtype": dtype,
-            "n_kv_head": config.kv_heads,
+            "kv_heads": config.kv_heads,  # resolved: n_head when n_kv_head is 0
             "bytes_per_token": per_token,
             "context": T,
             "batch_size": batch_size,
@@ -147,7 +147,7 @@ def describe_count(report: dict[str, Any]) -> str:
         f"training FLOPs per token (3x forward, mean causal context): "
         f"{flops['training']:,.0f}  (6N rule: {flops['training_6n_rule']:,})",
         "",
-        f"KV cache ({kv['dtype']}, {kv['n_kv_head']} KV heads): {kv['bytes_per_token']:,} bytes "
+        f"KV cache ({kv['dtype']}, {kv['kv_heads']} KV heads): {kv['bytes_per_token']:,} bytes "
         f"per token; {kv['bytes_full_context'] / 2**20:,.1f} MiB for {kv['context']} tokens "
         f"x batch {kv['batch_size']}",
     ]
