@@ -1,7 +1,23 @@
+import os
+
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
 
 from glassbox.config import from_preset
+
+# Property tests draw the same examples on every run, so a fresh install passes (or fails)
+# the same way each time; HYPOTHESIS_PROFILE=explore draws new ones, to hunt for bugs.
+settings.register_profile(
+    "deterministic",
+    derandomize=True,
+    database=None,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("explore", deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
 
 TEXT = (
     "First Citizen:\nBefore we proceed any further, hear me speak.\n\n"

@@ -1,9 +1,12 @@
 import json
 import random
+import re
 from collections import Counter
 from itertools import pairwise
 
+import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -130,6 +133,29 @@ def test_unknown_ids_are_an_error(trained):
         trained.decode([1, 300, -1])
     with pytest.raises(TokenizerError, match="not in this vocabulary"):
         trained.token_bytes(99999)
+
+
+@pytest.mark.parametrize("bad", [1.7, 1.0, True, "1", None, np.float32(2), torch.tensor(2.0)])
+def test_ids_that_are_not_integers_are_an_error(trained, bad):
+    with pytest.raises(TokenizerError, match=f"must be integers; got {re.escape(repr(bad))}"):
+        trained.decode([104, bad])
+    with pytest.raises(TokenizerError, match="must be integers"):
+        trained.decode_bytes(iter([bad]))
+    with pytest.raises(TokenizerError, match="must be integers"):
+        trained.token_bytes(bad)
+
+
+def test_integer_ids_of_any_kind_decode(trained):
+    ids = trained.encode("First Citizen")
+    assert trained.decode(np.array(ids)) == "First Citizen"
+    assert trained.decode(torch.tensor(ids)) == "First Citizen"
+    assert trained.decode(torch.tensor(ids).tolist()) == "First Citizen"
+    assert trained.token_bytes(np.int64(ids[0])) == trained.token_bytes(ids[0])
+
+
+def test_special_token_ids_must_be_integers(trained):
+    with pytest.raises(TokenizerError, match=r"got 300\.0 \(float\)"):
+        BPETokenizer(trained.ranks, special_tokens={"<|endoftext|>": 300.0})
 
 
 def test_lone_surrogates_encode_as_replacement_characters(trained):

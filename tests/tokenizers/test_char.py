@@ -1,6 +1,8 @@
 import json
 
+import numpy as np
 import pytest
+import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -35,6 +37,14 @@ def test_ids_outside_the_vocabulary_are_an_error():
     tok = CharTokenizer.train("abc")
     with pytest.raises(TokenizerError, match=r"\[-1, 3\]"):
         tok.decode([0, 3, -1])
+
+
+@pytest.mark.parametrize("bad", [1.7, True, "1"])
+def test_ids_that_are_not_integers_are_an_error(bad):
+    tok = CharTokenizer.train("abc")
+    with pytest.raises(TokenizerError, match=f"must be integers; got {bad!r}"):
+        tok.decode([0, bad])
+    assert tok.decode(np.array([2, 1])) == tok.decode(torch.tensor([2, 1])) == "cb"
 
 
 def test_empty_text_has_no_vocabulary():

@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 import regex
 
-from glassbox.tokenizers.base import TokenizerError
+from glassbox.tokenizers.base import TokenizerError, as_id, as_ids
 from glassbox.tokenizers.patterns import compile_pattern, resolve
 
 FORMAT = "glassbox-bpe-tokenizer"
@@ -143,9 +143,10 @@ class BPETokenizer:
         special_tokens: Mapping[str, int] | None = None,
         name: str | None = None,
     ) -> None:
-        self.ranks = dict(ranks)
+        self.ranks = dict(zip(ranks, as_ids(ranks.values()), strict=True))
         self.pattern = resolve(pattern)
-        self.special_tokens = dict(special_tokens or {})
+        specials = dict(special_tokens or {})
+        self.special_tokens = dict(zip(specials, as_ids(specials.values()), strict=True))
         self.name = name
         self._decoder = {rank: token for token, rank in self.ranks.items()}
         if len(self._decoder) != len(self.ranks):
@@ -208,7 +209,7 @@ class BPETokenizer:
     def token_bytes(self, token_id: int) -> bytes:
         """The bytes that one id stands for (a special token: its text in UTF-8)."""
         try:
-            return self._decoder[token_id]
+            return self._decoder[as_id(token_id)]
         except KeyError:
             raise TokenizerError(f"id {token_id} is not in this vocabulary") from None
 
@@ -318,16 +319,14 @@ class BPETokenizer:
         b'\\xe2\\x82'
         """
         decoder = self._decoder
+        ids = as_ids(ids)  # 1.7 or True would otherwise be read as id 1
         try:
             return b"".join([decoder[i] for i in ids])
-        except (KeyError, TypeError):
-            ids = [int(i) for i in ids]  # numpy or torch integers, or a bad id
+        except KeyError:
             bad = sorted({i for i in ids if i not in decoder})
-            if bad:
-                raise TokenizerError(
-                    f"ids outside this vocabulary of {self.vocab_size}: {bad[:10]}"
-                ) from None
-            return b"".join([decoder[i] for i in ids])
+            raise TokenizerError(
+                f"ids outside this vocabulary of {self.vocab_size}: {bad[:10]}"
+            ) from None
 
     def decode(self, ids: Iterable[int]) -> str:
         """The text of `ids`. Bytes that do not form whole UTF-8 characters (a token list

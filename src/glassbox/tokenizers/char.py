@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from glassbox.tokenizers.base import TokenizerError
+from glassbox.tokenizers.base import TokenizerError, as_ids
 
 FORMAT = "glassbox-char-tokenizer"
 VERSION = 1
@@ -62,7 +62,7 @@ class CharTokenizer:
             ) from None
 
     def decode(self, ids: Iterable[int]) -> str:
-        ids = [int(i) for i in ids]
+        ids = as_ids(ids)  # 1.7 or True would otherwise be read as id 1
         bad = sorted({i for i in ids if not 0 <= i < len(self.chars)})
         if bad:
             raise TokenizerError(
