@@ -251,3 +251,14 @@ def test_bad_batch_and_held_out_requests_are_task_errors():
         task.encode_pairs([])
     with pytest.raises(TaskError, match="unknown \\['extra'\\], missing \\[\\]"):
         Seq2SeqTask.from_dict({**task.to_dict(), "extra": 1})
+
+
+def test_the_task_tokenizer_refuses_ids_that_are_not_integers():
+    from glassbox.data.tasks import TaskTokenizer
+    from glassbox.tokenizers import TokenizerError
+
+    tokenizer = TaskTokenizer("0123456789")
+    with pytest.raises(TokenizerError, match="1.7"):
+        tokenizer.decode([1.7])
+    with pytest.raises(TokenizerError):
+        tokenizer.decode(torch.tensor([3.0, 4.0]))

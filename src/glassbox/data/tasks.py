@@ -25,6 +25,7 @@ import torch
 
 from glassbox.config import SEQ2SEQ_TASKS, TrainConfig
 from glassbox.errors import GlassboxError
+from glassbox.tokenizers.base import as_ids
 
 TASKS = SEQ2SEQ_TASKS
 PAD, BOS, EOS = 0, 1, 2
@@ -83,7 +84,7 @@ class TaskTokenizer:
     def decode(self, ids: Iterable[int] | torch.Tensor) -> str:
         """The symbols up to the first EOS, skipping PAD and BOS, so a model's whole output
         row (or a padded target row) decodes to just its answer."""
-        ids = ids.tolist() if isinstance(ids, torch.Tensor) else [int(i) for i in ids]
+        ids = as_ids(ids.tolist() if isinstance(ids, torch.Tensor) else ids)  # 1.7 is no id
         bad = sorted({i for i in ids if not 0 <= i < self.vocab_size})
         if bad:
             raise TaskError(f"ids outside the vocabulary of {self.vocab_size} tokens: {bad[:10]}")
