@@ -1,5 +1,6 @@
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -124,3 +125,30 @@ def test_a_task_run_resumes_exactly(tmp_path):
     train(*configs("split", 4), progress=False)
     resumed = resume(tmp_path / "split", progress=False, max_iters=8)
     assert resumed.val_loss == whole.val_loss
+
+
+def test_a_nan_first_seen_at_an_evaluation_keeps_the_last_good_checkpoint(
+    tiny_configs, monkeypatch
+):
+    """Weights can turn NaN in a step whose own loss was finite; the next evaluation then
+    sees NaN, and must stop without saving, so that resume and sample still work."""
+    import glassbox.train.trainer as trainer
+
+    model_config, train_config = tiny_configs()
+    run_dir = Path(train_config.run_dir)
+    real_estimate = trainer.estimate_loss
+    calls = {"n": 0}
+
+    def estimate_then_nan(*args, **kwargs):
+        calls["n"] += 1
+        losses = real_estimate(*args, **kwargs)
+        return {k: math.nan for k in losses} if calls["n"] == 3 else losses
+
+    monkeypatch.setattr(trainer, "estimate_loss", estimate_then_nan)
+    with pytest.raises(TrainingDiverged, match="evaluation at iteration 8.*without saving"):
+        train(model_config, train_config, progress=False)
+    from glassbox.checkpoint import read_meta
+
+    assert read_meta(run_dir / runs.CHECKPOINT)["step"] == 4  # the iteration-8 state was not saved
+    monkeypatch.setattr(trainer, "estimate_loss", real_estimate)
+    assert resume(run_dir, progress=False).step == 12  # and the run goes on from there
