@@ -85,7 +85,7 @@ def test_tokenize_prints_ids_pieces_and_count(bpe_run, capsys, monkeypatch):
     text = "First Citizen: speak, speak."
     assert main(["tokenize", "--tokenizer", str(bpe_run), "--ids", text]) == 0
     assert json.loads(capsys.readouterr().out) == tokenizer.encode(text)
-    monkeypatch.setattr("sys.stdin", io.StringIO(text))
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(text.encode())))  # has .buffer
     assert main(["tokenize", "--tokenizer", str(bpe_run)]) == 0
     pieces_line, count_line = capsys.readouterr().out.splitlines()
     pieces = json.loads(pieces_line)  # not a terminal: plain JSON, no colour codes
