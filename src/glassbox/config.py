@@ -146,6 +146,12 @@ class ModelConfig:
 class TrainConfig:
     """How to train: data, optimizer, schedule, evaluation, and where the run lives."""
 
+    # One part of `freeze` (a class constant, not a field): blocks[.N or .A-B][.attn or
+    # .mlp], or a top-level part; glassbox.train.finetune maps them to parameters.
+    FREEZE_PART = (
+        r"embeddings|head|ln_f|blocks(\.(?P<first>\d+)(-(?P<last>\d+))?)?(\.(?P<sub>attn|mlp))?"
+    )
+
     data: str = "default"  # default (embedded corpus) | shakespeare | path to a UTF-8 file
     run_dir: str = "runs/default"  # where config, tokens, checkpoints and metrics go
     # char (one id per character of the text) | bpe (byte-level BPE learned from the
@@ -182,6 +188,13 @@ class TrainConfig:
     compile: bool = False
     dtype: str = "auto"  # auto (bf16 autocast on CUDA, fp32 elsewhere) | float32 | bfloat16
     threads: int = 0  # CPU threads for torch; 0 leaves torch's default
+    # Fine-tuning (docs/training.md): start from a trained model's weights and tokenizer
+    init_from: str = ""  # a run folder or a Hugging Face GPT-2 folder; "" = fresh weights
+    # parts left as they are, comma-separated: embeddings, head, ln_f, blocks, blocks.N,
+    # blocks.A-B, each blocks part optionally .attn or .mlp (blocks.0-3.attn)
+    freeze: str = ""
+    lora_rank: int = 0  # LoRA adapters of this rank on attention and MLP Linears; 0 = none
+    lora_alpha: float = 0.0  # adapters' output scale is lora_alpha / lora_rank; 0 = rank
 
     def __post_init__(self) -> None:
         positive = ("batch_size", "grad_accum", "max_iters", "eval_interval", "eval_iters")
@@ -219,6 +232,21 @@ class TrainConfig:
             raise ConfigError(
                 f"bpe_vocab_size must be >= 256 (the bytes); got {self.bpe_vocab_size}"
             )
+        if self.lora_rank < 0 or self.lora_alpha < 0:
+            raise ConfigError(
+                f"lora_rank and lora_alpha must be >= 0; got {self.lora_rank} and {self.lora_alpha}"
+            )
+        if self.lora_alpha and not self.lora_rank:
+            raise ConfigError("lora_alpha scales LoRA adapters: set lora_rank too")
+        for part in self.freeze.split(",") if self.freeze else ():
+            m = re.fullmatch(self.FREEZE_PART, part.strip())
+            if m is None:
+                raise ConfigError(
+                    f"freeze: unknown part {part.strip()!r}; name embeddings, head, ln_f, "
+                    "blocks, blocks.N or blocks.A-B (each blocks part optionally .attn or .mlp)"
+                )
+            if m["last"] is not None and int(m["last"]) < int(m["first"]):
+                raise ConfigError(f"freeze: {part.strip()} counts backwards; write A <= B")
 
 
 @dataclass

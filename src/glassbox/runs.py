@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 try:
@@ -31,6 +32,7 @@ from glassbox.config import ModelConfig, TrainConfig, override
 from glassbox.data import TokenDataset
 from glassbox.errors import GlassboxError
 from glassbox.models import build_model
+from glassbox.nn.lora import add_lora, merge_lora
 from glassbox.tokenizers import Tokenizer, load_tokenizer
 
 FORMAT = "glassbox-run"
@@ -156,14 +158,18 @@ def checkpoint_path(run_dir: Path | str, which: str = "best") -> Path:
 
 
 def load_model(
-    run_dir: Path | str, which: str = "best", device: str = "cpu"
+    run_dir: Path | str, which: str = "best", device: str = "cpu", *, keep_lora: bool = False
 ) -> tuple[nn.Module, Tokenizer]:
     """The trained model (in eval mode; GPT, Encoder or EncoderDecoder as its config's
     arch says) and its tokenizer.
 
+    A LoRA run (train config lora_rank > 0) saves its adapters beside the frozen weights;
+    they are added before loading and then merged into the weights (glassbox.nn.lora), so
+    the model is a plain one, unless keep_lora asks for the adapters as they were trained.
+
     >>> model, tokenizer = load_model("runs/default")  # doctest: +SKIP
     """
-    model_config, _ = load_configs(run_dir)
+    model_config, train_config = load_configs(run_dir)
     tokenizer = load_run_tokenizer(run_dir)
     expected = model_vocab_size(tokenizer, model_config.arch)
     if expected != model_config.vocab_size:
@@ -172,7 +178,12 @@ def load_model(
             f"vocabulary has {model_config.vocab_size}: the tokenizer is not this run's"
         )
     model = build_model(model_config)
+    if train_config.lora_rank:  # A's random init (overwritten next) leaves the global RNG be
+        rank, alpha = train_config.lora_rank, train_config.lora_alpha
+        add_lora(model, rank, alpha, generator=torch.Generator())
     load_model_state(checkpoint_path(run_dir, which), model)
+    if train_config.lora_rank and not keep_lora:
+        merge_lora(model)
     return model.to(device).eval(), tokenizer
 
 

@@ -9,12 +9,16 @@ import torch
 from torch import nn
 
 from glassbox.config import TrainConfig
+from glassbox.errors import GlassboxError
 
 
 def configure_optimizer(model: nn.Module, config: TrainConfig, device: str) -> torch.optim.AdamW:
-    """AdamW with two groups: weight decay on every matrix (Linear and embedding weights),
-    none on vectors (biases and norm gains), which only shrink the model's scale."""
+    """AdamW with two groups: weight decay on every matrix (Linear and embedding weights,
+    LoRA's A and B), none on vectors (biases and norm gains), which only shrink the
+    model's scale. Frozen parameters (requires_grad False) are left out."""
     params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise GlassboxError("every parameter of the model is frozen: there is nothing to train")
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     groups = [

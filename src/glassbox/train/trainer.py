@@ -30,6 +30,7 @@ from glassbox.device import autocast, resolve_device, tune_cpu_allocator
 from glassbox.errors import GlassboxError
 from glassbox.models import build_model
 from glassbox.tokenizers import BPETokenizer, CharTokenizer, Tokenizer
+from glassbox.train import finetune
 from glassbox.train.estimate import estimate_loss
 from glassbox.train.objectives import build_objective
 from glassbox.train.optim import configure_optimizer, lr_at
@@ -71,6 +72,12 @@ def train(
     train_config = train_config or TrainConfig()
     run_dir = Path(train_config.run_dir)
     # Settings that cannot work fail before anything is written (or overwritten).
+    source = text = None
+    if train_config.init_from:  # the source's weights, shape and tokenizer (finetune.py)
+        source = finetune.load_source(train_config.init_from)
+        model_config, train_config = finetune.adopt(source, model_config, train_config)
+        text = (source.tokenizer, finetune.corpus_chunks(source.tokenizer, train_config))
+    finetune.check(model_config, train_config)
     if train_config.task:
         tokenizer, corpus = _prepare_task(model_config, train_config)
     elif model_config.arch == "encoder-decoder":
@@ -94,7 +101,7 @@ def train(
                 )
             staged = run_dir / f".{runs.TOKENS}.tmp{os.getpid()}"
             if not train_config.task:  # the new corpus is checked before the old run goes
-                tokenizer, corpus = _prepare_corpus(model_config, train_config, staged)
+                tokenizer, corpus = _prepare_corpus(model_config, train_config, staged, text)
             runs.remove_run_files(run_dir)  # only what a run writes, nothing else there
             if staged.exists():
                 staged.replace(run_dir / runs.TOKENS)
@@ -102,7 +109,8 @@ def train(
             model_config = override(model_config, {"vocab_size": vocab_size})
             runs.write_json(run_dir / runs.TOKENIZER, tokenizer.to_dict())
             runs.save_config(run_dir, model_config, train_config, corpus=corpus)
-            session = _Session(model_config, train_config, callback)
+            init = source.state if source is not None else None
+            session = _Session(model_config, train_config, callback, init)
             return _loop(session, 0, progress=progress)
     except BaseException:
         if created:  # nothing of the failed run stays where there was no folder before
@@ -132,8 +140,12 @@ def resume(
     train_config = override(train_config, {**changes, "run_dir": str(run_dir)})
     with runs.RunLock(run_dir):
         runs.remove_temp_files(run_dir)
-        session = _Session(model_config, train_config, callback)
-        start = session.restore() if (Path(run_dir) / runs.CHECKPOINT).exists() else 0
+        started = (Path(run_dir) / runs.CHECKPOINT).exists()
+        init = None  # a fine-tuning run killed before its first checkpoint: the source again
+        if train_config.init_from and not started:
+            init = finetune.load_source(train_config.init_from).state
+        session = _Session(model_config, train_config, callback, init)
+        start = session.restore() if started else 0
         if train_config.max_iters < start:
             raise GlassboxError(
                 f"{run_dir} is already at iteration {start}; --max-iters must be at least "
@@ -149,6 +161,8 @@ def _loop(session: _Session, start: int, *, progress: bool) -> TrainResult:
     `start` has already evaluated there."""
     tc = session.tc
     session.metrics = open(session.run_dir / runs.METRICS, "a", encoding="utf-8")  # noqa: SIM115
+    if progress:
+        tqdm.write(finetune.describe_trainable(session.model))
     bar = tqdm(total=tc.max_iters, initial=start, disable=not progress, unit="it", desc="train")
     try:
         for it in range(start, tc.max_iters + 1):
@@ -183,7 +197,7 @@ def _remove_if_empty(run_dir: Path) -> None:
 class _Session:
     """The state of one training session: model, optimizer, RNG and the metrics log."""
 
-    def __init__(self, mc: ModelConfig, tc: TrainConfig, callback):
+    def __init__(self, mc: ModelConfig, tc: TrainConfig, callback, init_state=None):
         self.mc, self.tc, self.callback = mc, tc, callback
         self.run_dir = Path(tc.run_dir)
         self.objective = build_objective(mc, tc)
@@ -193,7 +207,11 @@ class _Session:
         if self.device == "cpu":
             tune_cpu_allocator()
         torch.manual_seed(tc.seed)  # the initial weights, and dropout from then on
-        self.model = build_model(mc).to(self.device)
+        self.model = build_model(mc)
+        if init_state is not None:  # --init-from: the source's weights replace the fresh ones
+            self.model.load_state_dict(init_state)
+        finetune.adapt(self.model, tc)  # LoRA adapters and frozen parts, as tc says
+        self.model = self.model.to(self.device)
         self.optimizer = configure_optimizer(self.model, tc, self.device)
         self.batches = torch.Generator().manual_seed(tc.seed)  # the data order, on its own
         self.forward = torch.compile(self.model) if tc.compile else self.model  # save `model`
@@ -343,11 +361,15 @@ def _prepare_task(mc: ModelConfig, tc: TrainConfig) -> tuple[Tokenizer, dict[str
 
 
 def _prepare_corpus(
-    mc: ModelConfig, tc: TrainConfig, path: Path
+    mc: ModelConfig,
+    tc: TrainConfig,
+    path: Path,
+    text: tuple[Tokenizer, Iterable[str]] | None = None,
 ) -> tuple[Tokenizer, dict[str, Any]]:
-    """Build the tokenizer and write the corpus's ids to `path`, checking that the corpus
-    is long enough for block_size (the file is removed if it is not)."""
-    tokenizer, chunks = _build_tokenizer(tc)
+    """Build the tokenizer (unless `text` brings one, with the chunks to encode) and write
+    the corpus's ids to `path`, checking that the corpus is long enough for block_size
+    (the file is removed if it is not)."""
+    tokenizer, chunks = text or _build_tokenizer(tc)
     try:
         n_tokens = write_tokens(chunks, tokenizer.encode, tokenizer.vocab_size, path)
         TokenDataset(path, tokenizer.vocab_size).check_fits(mc.block_size)
