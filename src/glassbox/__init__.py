@@ -13,7 +13,7 @@ from typing import Any
 from glassbox.config import ModelConfig, TrainConfig, from_preset
 
 __version__ = "0.1.0"
-__all__ = ["GPT", "ModelConfig", "TrainConfig", "from_preset"]
+__all__ = ["GPT", "ModelConfig", "TrainConfig", "from_preset", "from_pretrained"]
 
 
 def __getattr__(name: str) -> Any:
@@ -21,4 +21,8 @@ def __getattr__(name: str) -> Any:
         from glassbox.models import GPT
 
         return GPT
+    if name == "from_pretrained":  # a Hugging Face GPT-2 folder or cached name
+        from glassbox.pretrained import from_pretrained
+
+        return from_pretrained
     raise AttributeError(f"module 'glassbox' has no attribute {name!r}")

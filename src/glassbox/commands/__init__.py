@@ -12,7 +12,9 @@ from glassbox.commands import (
     compare,
     count,
     eval,
+    export_model,
     fill_mask,
+    import_model,
     inspect,
     sample,
     tokenize,
@@ -20,4 +22,5 @@ from glassbox.commands import (
 )
 
 # In the order `glassbox --help` lists them.
-COMMANDS = [train, sample, eval, fill_mask, count, tokenize, compare, inspect]
+COMMANDS = [train, sample, eval, fill_mask, count, tokenize, compare, inspect, import_model,
+            export_model]  # fmt: skip

