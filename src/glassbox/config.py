@@ -30,7 +30,9 @@ NORM_PLACEMENTS = ("pre", "post")
 DTYPES = ("auto", "float32", "bfloat16")
 TOKENIZERS = ("char", "bpe")
 SEQ2SEQ_TASKS = ("copy", "reverse", "sort", "addition")  # glassbox.data.tasks makes them
-TASKS = (*SEQ2SEQ_TASKS, "induction")
+# decoder-only tasks: induction (repeated random blocks), addition-gpt (a+b=c, the sum
+# least significant first; glassbox.data.arithmetic)
+TASKS = (*SEQ2SEQ_TASKS, "induction", "addition-gpt")
 
 
 class ConfigError(GlassboxError, ValueError):
@@ -164,6 +166,8 @@ class TrainConfig:
     task_alphabet: str = "0123456789"  # the symbols of copy/reverse/sort sequences
     task_min_len: int = 10  # sequence length (addition: digits per operand) is drawn
     task_max_len: int = 20  # uniformly from [task_min_len, task_max_len]
+    reverse_answer: bool = True  # addition-gpt: the sum's digits least significant first
+    mask_problem: bool = True  # addition-gpt: loss on the answer only, not on a+b=
     label_smoothing: float = 0.0  # seq2seq loss: weight spread evenly over the vocabulary
     mlm_prob: float = (
         0.15  # encoder: fraction of tokens to predict (80% [MASK], 10% random, 10% kept)
@@ -297,6 +301,15 @@ PRESETS: dict[str, Preset] = {
                "run_dir": "runs/induction",
                "task_alphabet": "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"},
     ),
+    "addition-gpt": Preset(
+        "EX2: a 2-layer decoder learns a+b=c on numbers of 1-5 digits, the sum written "
+        "least significant first, loss on the answer only (docs/exercises.md)",
+        model={"n_layer": 2, "n_head": 4, "n_embd": 128, "block_size": 32},
+        train={"task": "addition-gpt", "task_min_len": 1, "task_max_len": 5,
+               "batch_size": 128, "max_iters": 2000, "lr_decay_iters": 2000,
+               "warmup_iters": 100, "lr": 2e-3, "eval_interval": 250, "eval_iters": 10,
+               "weight_decay": 0.0, "run_dir": "runs/addition-gpt"},
+    ),
 }  # fmt: skip
 
 
@@ -374,14 +387,15 @@ def split_overrides(changes: dict[str, Any]) -> tuple[dict[str, Any], dict[str, 
 
 
 def default_preset(arch: str | None = None, task: str | None = None) -> str:
-    """The preset `glassbox train` starts from when none is named: induction or seq2seq
-    for a task, encoder for an encoder, char-small otherwise.
+    """The preset `glassbox train` starts from when none is named: induction or
+    addition-gpt for those tasks, seq2seq for the others, encoder for an encoder,
+    char-small otherwise.
 
     >>> default_preset(task="reverse"), default_preset(arch="encoder")
     ('seq2seq', 'encoder')
     """
     if task:
-        return "induction" if task == "induction" else "seq2seq"
+        return task if task in ("induction", "addition-gpt") else "seq2seq"
     return "encoder" if arch == "encoder" else "char-small"
 
 

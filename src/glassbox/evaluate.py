@@ -2,7 +2,9 @@
 
 A decoder trained on a corpus is scored by its loss over a whole split (or any text); an
 encoder-decoder by exact match on its task's held-out examples; an encoder by its
-masked-LM loss; an induction run by its loss on random blocks and on their repeats.
+masked-LM loss; an induction run by its loss on random blocks and on their repeats; an
+addition-gpt run by exact match of its greedy answers to held-out problems, overall and
+per number length.
 `evaluate_run` picks the right one from the run's configs and returns a JSON-ready dict
 that `describe` renders as text.
 
@@ -48,6 +50,41 @@ def mean_loss(
         count += y.numel()
     loss = total / count
     return {"loss": loss, "perplexity": math.exp(loss), "tokens": count}
+
+
+def addition_exact_match(model, task, pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """The fraction of held-out (problem, sum) pairs a decoder run answers exactly
+    (greedy, glassbox.data.arithmetic.answer), overall and by the digits of the larger
+    operand, with a few of the misses.
+
+    >>> addition_exact_match(model, task, [("123+45", "168")])  # doctest: +SKIP
+    {'exact_match': 1.0, 'examples': 1, 'by_length': {'3': {'exact_match': 1.0, 'examples': 1}},
+     'reversed': True, 'misses': []}
+    """
+    from glassbox.data.arithmetic import answer
+
+    if not pairs:
+        raise GlassboxError("no held-out problems to score")
+    outputs = answer(model, task, [problem for problem, _ in pairs])
+    right: dict[int, list[bool]] = {}
+    for (problem, target), output in zip(pairs, outputs, strict=True):
+        right.setdefault(task.length(problem), []).append(output == target)
+    misses = [
+        {"source": p, "target": t, "output": o}
+        for (p, t), o in zip(pairs, outputs, strict=True)
+        if o != t
+    ]
+    by_length = {
+        str(n): {"exact_match": sum(r) / len(r), "examples": len(r)}
+        for n, r in sorted(right.items())
+    }
+    return {
+        "exact_match": 1 - len(misses) / len(pairs),
+        "examples": len(pairs),
+        "by_length": by_length,
+        "reversed": task.reverse,
+        "misses": misses[:5],
+    }
 
 
 @torch.no_grad()
@@ -116,6 +153,10 @@ def evaluate_run(
 
             tokens, start = induction_probe(train_config, model)
             return {"run": run, "task": "induction", **repeat_losses(model, tokens, start)}
+        if train_config.task == "addition-gpt":
+            task = task_from_config(train_config)
+            pairs = held_out_examples(task, train_config.seed)
+            return {"run": run, "task": task.name, **addition_exact_match(model, task, pairs)}
         if model_config.arch == "encoder-decoder":
             task = task_from_config(train_config)
             pairs = held_out_examples(task, train_config.seed)
@@ -149,6 +190,18 @@ def describe(result: dict[str, Any]) -> str:
             f"induction: loss {result['first_block_loss']:.4f} on random blocks, "
             f"{result['repeat_loss']:.4f} on their repeats"
         )
+    if "by_length" in result:
+        lines = [
+            f"{result['task']}: exact match {result['exact_match']:.2%} on "
+            f"{result['examples']} held-out problems (greedy)",
+            "  by digits of the larger number: "
+            + ", ".join(
+                f"{n}: {s['exact_match']:.2%} of {s['examples']}"
+                for n, s in result["by_length"].items()
+            ),
+        ]
+        lines += [f"  {m['source']}= {m['output']} (want {m['target']})" for m in result["misses"]]
+        return "\n".join(lines)
     if "exact_match" in result:
         lines = [
             f"{result['task']}: exact match {result['exact_match']:.2%} on "

@@ -212,3 +212,34 @@ def test_training_losses_add_the_models_auxiliary_losses(dataset, monkeypatch):
     with_aux = objective.loss(model, batch, train=True)
     without = objective.loss(model, batch, train=False)
     assert with_aux.item() == pytest.approx(without.item() + 0.25)
+
+
+class FixedLogits(StandIn):
+    """A decoder stand-in whose logits (B, T, V) are given."""
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        super().__init__()
+        self.logits = logits
+
+    def forward(self, x):
+        return self.logits
+
+
+@pytest.mark.parametrize("mask_problem", [True, False])
+def test_addition_loss_ignores_the_problem_positions(mask_problem):
+    from glassbox.data.arithmetic import AdditionTask
+    from glassbox.train.objectives import AdditionLM
+
+    task = AdditionTask(1, 3)
+    objective = AdditionLM(task, 8, [], mask_problem=mask_problem)
+    x, y = objective.batch("train", torch.Generator().manual_seed(0))
+    logits = torch.randn(*x.shape, task.tokenizer.vocab_size, generator=torch.Generator())
+    base = objective.loss(FixedLogits(logits), (x, y)).item()
+    problem = task.prompt_len - 1  # positions whose next token is part of "a+b="
+    changed = logits.clone()
+    changed[:, :problem] = 10 * torch.randn(8, problem, logits.size(-1))
+    moved = objective.loss(FixedLogits(changed), (x, y)).item()
+    assert (moved == pytest.approx(base)) is mask_problem
+    answer_changed = logits.clone()
+    answer_changed[:, problem] += 5 * F.one_hot(y[:, problem], logits.size(-1))  # first digit
+    assert objective.loss(FixedLogits(answer_changed), (x, y)).item() < base

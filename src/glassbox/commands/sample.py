@@ -1,5 +1,5 @@
 """`glassbox sample`: continue a prompt with a decoder run, or answer a source with an
-encoder-decoder run."""
+encoder-decoder run (or a problem with an addition-gpt run)."""
 
 from __future__ import annotations
 
@@ -61,6 +61,16 @@ def run(args: argparse.Namespace) -> int:
 
         task = task_from_config(load_configs(args.run)[1])
         print(solve(model, task, args.prompt, beam_size=args.beam_size, alpha=args.length_penalty))
+        return 0
+    train_config = load_configs(args.run)[1]
+    if train_config.task == "addition-gpt":  # "123+45=" -> the greedy sum, written the usual way
+        from glassbox.data.arithmetic import answer
+        from glassbox.data.tasks import task_from_config
+
+        task = task_from_config(train_config)
+        a, b = task.parse(args.prompt)
+        [total] = answer(model, task, [args.prompt])
+        print(f"{a}+{b}={total}")
         return 0
     if args.num_samples < 1:
         raise GlassboxError(f"--num-samples must be at least 1; got {args.num_samples}")

@@ -19,13 +19,16 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterable, Set
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from glassbox.config import SEQ2SEQ_TASKS, TrainConfig
 from glassbox.errors import GlassboxError
 from glassbox.tokenizers.base import as_ids
+
+if TYPE_CHECKING:
+    from glassbox.data.arithmetic import AdditionTask
 
 TASKS = SEQ2SEQ_TASKS
 PAD, BOS, EOS = 0, 1, 2
@@ -375,14 +378,18 @@ class InductionTask:
 HELD_OUT = 1000  # examples of a task kept out of training, for validation and eval
 
 
-def task_from_config(tc: TrainConfig) -> Seq2SeqTask | InductionTask:
+def task_from_config(tc: TrainConfig) -> Seq2SeqTask | InductionTask | AdditionTask:
     """The synthetic task a run's train config names (tc.task must be set)."""
     if tc.task == "induction":
         return InductionTask(tc.task_alphabet, tc.task_min_len, tc.task_max_len)
+    if tc.task == "addition-gpt":
+        from glassbox.data.arithmetic import AdditionTask  # it builds on this module
+
+        return AdditionTask(tc.task_min_len, tc.task_max_len, reverse=tc.reverse_answer)
     return Seq2SeqTask(tc.task, tc.task_alphabet, tc.task_min_len, tc.task_max_len)
 
 
-def held_out_examples(task: Seq2SeqTask, seed: int) -> list[tuple[str, str]]:
+def held_out_examples(task: Seq2SeqTask | AdditionTask, seed: int) -> list[tuple[str, str]]:
     """A run's validation examples: fixed by the task and the seed, never trained on
     (at most half of the sources a small task can make)."""
     return task.held_out(min(HELD_OUT, task.num_sources // 2), seed + 1)

@@ -337,6 +337,20 @@ class _Session:
 def _prepare_task(mc: ModelConfig, tc: TrainConfig) -> tuple[Tokenizer, dict[str, Any]]:
     """A synthetic task needs no corpus: only its tokenizer, and room for its sequences."""
     task = task_from_config(tc)
+    if tc.task != "addition-gpt" and not (tc.reverse_answer and tc.mask_problem):
+        raise GlassboxError(
+            f"reverse_answer and mask_problem apply to task addition-gpt only, not {tc.task}"
+        )
+    if tc.task == "addition-gpt":
+        if mc.arch != "decoder":
+            raise GlassboxError(f"task addition-gpt trains a decoder, not {mc.arch}")
+        if mc.position_table and task.seq_len - 1 > mc.block_size:
+            raise GlassboxError(
+                f"task addition-gpt feeds {task.seq_len - 1} tokens for numbers of up to "
+                f"{task.max_len} digits, more than block_size {mc.block_size}; raise "
+                "--block-size or lower --task-max-len"
+            )
+        return task.tokenizer, {"name": "task:addition-gpt", "tokens": 0}
     if tc.task == "induction":
         if mc.arch != "decoder":
             raise GlassboxError(f"task induction trains a decoder, not {mc.arch}")
