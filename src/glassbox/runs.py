@@ -140,6 +140,12 @@ def model_vocab_size(tokenizer: Tokenizer, arch: str) -> int:
 def load_tokens(run_dir: Path | str, vocab_size: int, block_size: int) -> TokenDataset:
     """The run's corpus as token ids, split into train and val, each checked to hold at
     least one window of block_size + 1 tokens."""
+    if not (Path(run_dir) / TOKENS).is_file():
+        why = "it was imported" if read_config(run_dir).get("imported") else f"{TOKENS} is missing"
+        raise RunError(
+            f"{run_dir} has no corpus of its own ({why}): score it on a text with "
+            f"eval --data PATH, or train on one with train --init-from {run_dir}"
+        )
     dataset = TokenDataset(Path(run_dir) / TOKENS, vocab_size)
     dataset.check_fits(block_size)
     return dataset
