@@ -19,7 +19,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--tokenizer",
         default="runs/default",
         help="a run directory, a .tiktoken file, a tokenizer JSON file, a folder with GPT-2's "
-        "encoder.json and vocab.bpe, or cl100k (runs/default)",
+        "encoder.json and vocab.bpe (or Hugging Face's vocab.json and merges.txt), or cl100k "
+        "(runs/default)",
     )
     p.add_argument("--ids", action="store_true", help="print the ids as a JSON list")
     p.add_argument("text", nargs="?", default=None, help="the text (read from stdin if omitted)")
