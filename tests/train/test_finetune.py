@@ -17,6 +17,7 @@ from glassbox.errors import GlassboxError
 from glassbox.models import GPT, build_model
 from glassbox.nn.lora import lora_layers
 from glassbox.tokenizers import CharTokenizer
+from glassbox.train.finetune import export_peft
 from glassbox.train.trainer import resume, train
 
 # New text in the source's alphabet (every character of it occurs in TEXT)
@@ -184,9 +185,12 @@ def test_a_lora_run_killed_before_its_first_checkpoint_starts_from_the_source_ag
     assert resume(full.run_dir, progress=False).val_loss == full.val_loss
 
 
-def test_a_lora_run_on_a_hugging_face_folder_exports_as_plain_gpt2(tiny_configs, tmp_path):
+def test_a_lora_run_on_a_hugging_face_folder_exports_to_transformers_and_peft(
+    tiny_configs, tmp_path
+):
     """From a GPT-2 folder (written by glassbox export) through a LoRA run and back out:
-    transformers' GPT-2 computes what the LoRA run's merged model computes."""
+    transformers' GPT-2 computes what the LoRA run's merged model computes, and peft's
+    adapters on the base folder what the adapted model computes."""
     pretrained = pytest.importorskip("glassbox.pretrained")
     transformers = pytest.importorskip("transformers")
     gpt2_like = {"bias": True, "activation": "gelu_tanh"}
@@ -206,6 +210,16 @@ def test_a_lora_run_on_a_hugging_face_folder_exports_as_plain_gpt2(tiny_configs,
     with torch.no_grad():
         assert (hf(x).logits - model(x)).abs().max() < 1e-5
         assert (model(x) - runs.load_model(base.run_dir)[0](x)).abs().max() > 1e-3
+
+    # the adapters alone, in peft's layout, on the base folder the run started from
+    peft = pytest.importorskip("peft")
+    assert export_peft(result.run_dir, tmp_path / "adapter") == [
+        "adapter_config.json", "adapter_model.safetensors"
+    ]  # fmt: skip
+    base_hf = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "hf")
+    adapted = peft.PeftModel.from_pretrained(base_hf, tmp_path / "adapter").eval()
+    with torch.no_grad():
+        assert (adapted(x).logits - model(x)).abs().max() < 1e-5
 
 
 def test_a_hugging_face_folder_is_read_through_glassbox_pretrained(
@@ -289,3 +303,9 @@ def test_the_command_line_fine_tunes_with_lora(source, tmp_path, new_text, capsy
     total = runs.load_model(source.run_dir)[0].num_params() + 1024
     assert f"trainable parameters: 1,024 of {total:,} (" in capsys.readouterr().out
     assert len(lora_layers(runs.load_model(run, keep_lora=True)[0])) == 8
+
+
+def test_only_a_lora_run_has_adapters_to_export(source, tmp_path):
+    with pytest.raises(GlassboxError, match="is not a LoRA run"):
+        export_peft(source.run_dir, tmp_path / "adapter")
+    assert not (tmp_path / "adapter").exists()

@@ -26,11 +26,13 @@ import torch
 from torch import Tensor, nn
 
 from glassbox import runs
+from glassbox.checkpoint import atomic_write
 from glassbox.config import ModelConfig, TrainConfig, override
 from glassbox.data import iter_text, load_text
 from glassbox.errors import GlassboxError
 from glassbox.models import build_model
-from glassbox.nn.lora import add_lora
+from glassbox.models.convert import check_gpt2_compatible
+from glassbox.nn.lora import add_lora, lora_layers
 from glassbox.tokenizers import BPETokenizer, CharTokenizer, Tokenizer
 
 # Model settings a fine-tuning run may set differently from its source: neither changes
@@ -277,3 +279,67 @@ def check(mc: ModelConfig, tc: TrainConfig) -> None:
     if count_parameters(model)[0] == 0:
         what = "every LoRA adapter" if tc.lora_rank else "every parameter"
         raise FinetuneError(f"--freeze {tc.freeze} freezes {what}: nothing would train")
+
+
+# Our adapted Linears and their GPT2LMHeadModel modules: both fuse q, k, v in one layer, in
+# that order, and peft's lora_A (r, in) and lora_B (out, r) have our layouts.
+PEFT_MODULES = {"attn.qkv": "attn.c_attn", "attn.proj": "attn.c_proj", "mlp.fc": "mlp.c_fc",
+                "mlp.proj": "mlp.c_proj"}  # fmt: skip
+PEFT_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+def export_peft(
+    run_dir: Path | str,
+    out_dir: Path | str,
+    *,
+    which: str = "best",
+    base_model: str = "",
+    overwrite: bool = False,
+) -> list[str]:
+    """Write a LoRA run's adapters as a peft adapter folder (adapter_config.json and
+    adapter_model.safetensors) for the Hugging Face GPT-2 its base is, such as the folder
+    it was fine-tuned from or `glassbox export` of its source run; returns the files.
+    base_model goes into adapter_config.json's base_model_name_or_path.
+
+    >>> export_peft("runs/lora", "exported/lora", base_model="gpt2")  # doctest: +SKIP
+    >>> model = PeftModel.from_pretrained(GPT2LMHeadModel.from_pretrained("gpt2"),
+    ...                                   "exported/lora")  # doctest: +SKIP
+    """
+    from safetensors.torch import save  # here: the trainer never needs it
+
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    model_config, train_config = runs.load_configs(run_dir)
+    if not train_config.lora_rank:
+        raise FinetuneError(f"{run_dir} is not a LoRA run (its lora_rank is 0): no adapters")
+    try:
+        check_gpt2_compatible(model_config)
+    except GlassboxError as err:
+        raise FinetuneError(f"{run_dir} has no GPT-2 base for peft: {err}") from None
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FinetuneError(f"{out_dir} is a file, not a folder")
+    taken = [name for name in PEFT_FILES if (out_dir / name).exists()]
+    if taken and not overwrite:
+        raise FinetuneError(f"{out_dir} already holds {taken[0]}: pick another folder")
+    model, _ = runs.load_model(run_dir, which, keep_lora=True)
+    tensors = {}
+    for name, layer in lora_layers(model).items():
+        _, index, target = name.split(".", 2)  # blocks.N.attn.qkv
+        where = f"base_model.model.transformer.h.{index}.{PEFT_MODULES[target]}"
+        tensors[f"{where}.lora_A.weight"] = layer.lora_A.detach().contiguous()
+        tensors[f"{where}.lora_B.weight"] = layer.lora_B.detach().contiguous()
+    config = {
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "base_model_name_or_path": base_model or None,
+        "r": train_config.lora_rank,
+        "lora_alpha": train_config.lora_alpha or train_config.lora_rank,
+        "lora_dropout": 0.0,
+        "target_modules": sorted({module.split(".")[-1] for module in PEFT_MODULES.values()}),
+        "fan_in_fan_out": True,  # GPT-2's Conv1D stores weights (in, out)
+        "bias": "none",
+        "inference_mode": True,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(out_dir / PEFT_FILES[1], save(tensors, metadata={"format": "pt"}))
+    runs.write_json(out_dir / PEFT_FILES[0], config)
+    return list(PEFT_FILES)
