@@ -42,3 +42,16 @@ def test_a_corpus_shorter_than_the_context_is_an_error(tmp_path):
     write_tokens(["a" * 200], lambda s: [0] * len(s), 1, tmp_path / "t.bin")
     with pytest.raises(DataError, match="fewer than block_size"):
         TokenDataset(tmp_path / "t.bin", 1).check_fits(block_size=64)
+
+
+def test_a_failed_encode_leaves_no_partial_token_file(tmp_path):
+    from glassbox.data import write_tokens
+
+    def encode(text):
+        if text == "bad":
+            raise ValueError("cannot encode")
+        return [1, 2, 3]
+
+    with pytest.raises(ValueError):
+        write_tokens(["ok", "bad"], encode, 65, tmp_path / "tokens.bin")
+    assert list(tmp_path.iterdir()) == []

@@ -30,12 +30,15 @@ def write_tokens(
     dtype = token_dtype(vocab_size)
     count = 0
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        for chunk in chunks:
-            ids = np.asarray(encode(chunk), dtype=dtype)
-            ids.tofile(f)
-            count += ids.size
-    tmp.replace(path)
+    try:
+        with open(tmp, "wb") as f:
+            for chunk in chunks:
+                ids = np.asarray(encode(chunk), dtype=dtype)
+                ids.tofile(f)
+                count += ids.size
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed encode leaves no partial file behind
     return count
 
 
