@@ -226,6 +226,11 @@ class TrainConfig:
         _check_choice("dtype", self.dtype, DTYPES)
         if self.task:
             _check_choice("task", self.task, TASKS)
+        if self.task != "addition-gpt" and not (self.reverse_answer and self.mask_problem):
+            raise ConfigError(
+                "reverse_answer and mask_problem apply to task addition-gpt only, not to "
+                + (f"task {self.task}" if self.task else "a corpus run")
+            )
         if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
             raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or mps; got {self.device!r}")
         if not 0.0 <= self.label_smoothing < 1.0:

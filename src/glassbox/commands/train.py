@@ -54,12 +54,18 @@ def run(args: argparse.Namespace) -> int:
         f"done: {result.step} iterations, val loss {result.val_loss:.4f} "
         f"(best {result.best_val_loss:.4f}); run saved in {result.run_dir}"
     )
-    print(next_steps(str(result.run_dir), load_configs(result.run_dir)[0].arch))
+    model_config, train_config = load_configs(result.run_dir)
+    print(next_steps(str(result.run_dir), model_config.arch, train_config.task))
     return 0
 
 
-def next_steps(run_dir: str, arch: str) -> str:
+def next_steps(run_dir: str, arch: str, task: str = "") -> str:
     """What a user can do with a run that has just finished training."""
+    if arch == "decoder" and task:
+        return (
+            f"score it: glassbox eval --run {run_dir}\n"
+            f"sample from it: glassbox sample --run {run_dir} --prompt ..."
+        )
     if arch == "encoder":
         return f'fill masks with it: glassbox fill-mask --run {run_dir} "text with [MASK]"'
     if arch == "encoder-decoder":
