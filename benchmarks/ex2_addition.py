@@ -153,7 +153,7 @@ def table(rows: list[dict]) -> str:
     lengths = sorted({n for row in rows for n in row["by_length"]}, key=int)
     head = "| reversed | masked | exact match | " + " | ".join(f"{n} digits" for n in lengths)
     head += " | steps | total s |"
-    lines = [head, "|" + "---|" * (6 + len(lengths))]
+    lines = [head, "|" + "---|" * (5 + len(lengths))]  # 5: reversed, masked, match, steps, s
     for row in rows:
         cells = [f"{row['by_length'].get(n, float('nan')):.2%}" for n in lengths]
         lines.append(
