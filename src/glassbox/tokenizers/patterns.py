@@ -259,8 +259,8 @@ class Splitter:
         return self._exact
 
     def has_suspects(self, text: str) -> bool:
-        """Whether `text` holds a code point that the installed `regex` classes differently
-        from tiktoken's tables (at 100 MB/s or more; an ASCII text at once).
+        """Whether `text` holds a code point that the installed `regex` classes otherwise
+        than tiktoken's tables do (at 100 MB/s or more; an ASCII text at once).
 
         `re` looks a character of the BMP up in a bitmap, but walks a list of ranges for
         one beyond U+FFFF, so it searches for a disputed BMP character or any astral one;

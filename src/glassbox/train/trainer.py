@@ -337,25 +337,15 @@ class _Session:
 def _prepare_task(mc: ModelConfig, tc: TrainConfig) -> tuple[Tokenizer, dict[str, Any]]:
     """A synthetic task needs no corpus: only its tokenizer, and room for its sequences."""
     task = task_from_config(tc)
-    if tc.task == "addition-gpt":
+    if tc.task in ("induction", "addition-gpt"):  # a decoder reads the whole sequence
         if mc.arch != "decoder":
-            raise GlassboxError(f"task addition-gpt trains a decoder, not {mc.arch}")
+            raise GlassboxError(f"task {tc.task} trains a decoder, not {mc.arch}")
         if mc.position_table and task.seq_len - 1 > mc.block_size:
             raise GlassboxError(
-                f"task addition-gpt feeds {task.seq_len - 1} tokens for numbers of up to "
-                f"{task.max_len} digits, more than block_size {mc.block_size}; raise "
-                "--block-size or lower --task-max-len"
-            )
-        return task.tokenizer, {"name": "task:addition-gpt", "tokens": 0}
-    if tc.task == "induction":
-        if mc.arch != "decoder":
-            raise GlassboxError(f"task induction trains a decoder, not {mc.arch}")
-        if mc.position_table and task.seq_len - 1 > mc.block_size:
-            raise GlassboxError(
-                f"task induction feeds {task.seq_len - 1} tokens, longer than block_size "
+                f"task {tc.task} feeds {task.seq_len - 1} tokens, longer than block_size "
                 f"{mc.block_size}; raise --block-size or lower --task-max-len"
             )
-        return task.tokenizer, {"name": "task:induction", "tokens": 0}
+        return task.tokenizer, {"name": f"task:{tc.task}", "tokens": 0}
     if mc.arch != "encoder-decoder":
         raise GlassboxError(
             f"task {tc.task} maps a source to a target: it needs --arch encoder-decoder, "
