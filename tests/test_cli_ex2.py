@@ -61,7 +61,7 @@ def test_a_bad_problem_is_a_one_line_error(addition_run, capsys, prompt, message
     ("args", "message"),
     [
         (["--arch", "encoder-decoder"], "trains a decoder"),
-        (["--block-size", "8"], "more than block_size 8"),
+        (["--block-size", "8"], "longer than block_size 8"),
         (["--task-max-len", "19"], "<= 18 digits"),
     ],
 )
