@@ -171,16 +171,16 @@ def evaluate_run(
     T = model_config.block_size
     if data is None:
         dataset = runs.load_tokens(run_dir, tokenizer.vocab_size, T)
-        windows_ = dataset.windows(split, T, batch_size)
+        batches_of_windows = dataset.windows(split, T, batch_size)
         source = f"{split} split of the run's corpus"
     else:
         ids = np.asarray(tokenizer.encode(load_text(data)), dtype=np.int64)  # (N,)
         if len(ids) < T + 1:
             raise GlassboxError(f"{data} has {len(ids)} tokens; eval needs {T + 1}")
-        windows_ = windows(ids, T, batch_size)
+        batches_of_windows = windows(ids, T, batch_size)
         source = data
     with torch.inference_mode():
-        return {"run": run, "data": source, **mean_loss(model, windows_, device)}
+        return {"run": run, "data": source, **mean_loss(model, batches_of_windows, device)}
 
 
 def describe(result: dict[str, Any]) -> str:
