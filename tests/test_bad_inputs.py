@@ -292,3 +292,20 @@ def test_generation_memory_does_not_grow_with_the_tokens_asked_for(trained):
     stream = generate(model, torch.zeros(1, 1, dtype=torch.long), 10**12, temperature=0)
     tokens = [int(next(stream)[0]) for _ in range(40)]  # past block_size: the window slides
     assert len(tokens) == 40
+
+
+def test_a_reader_that_stops_early_gets_no_error(trained):
+    """`glassbox sample | head -1`: the closed pipe ends the command quietly."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "glassbox", "sample", "--run", str(trained[0])]
+    child = subprocess.Popen(
+        [*command, "--max-new-tokens", "100000", "--prompt", "To"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    child.stdout.read(2)
+    child.stdout.close()
+    assert child.wait(timeout=120) == 141
+    assert child.stderr.read() == b""

@@ -8,6 +8,7 @@ stderr and exit code 2. Nothing here imports torch, so `glassbox --help` is quic
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from glassbox.commands import COMMANDS
@@ -31,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     except GlassboxError as err:
         print(f"glassbox: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `glassbox sample | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 141  # what a shell reports for a process ended by SIGPIPE
     except OSError as err:  # a full disk, a folder that is a file, no permission, ...
         where = f": {err.filename}" if err.filename else ""
         print(f"glassbox: error: {err.strerror or err}{where}", file=sys.stderr)
