@@ -93,16 +93,8 @@ def _is_run(path: Path) -> bool:
 
 
 def _from_huggingface(path: Path, spec: str) -> tuple[nn.Module, Tokenizer]:
-    try:  # imported here: only a Hugging Face source needs the converter
-        from glassbox.pretrained import from_pretrained
-    except ModuleNotFoundError as err:
-        if err.name != "glassbox.pretrained":
-            raise
-        what = "is not a glassbox run" if path.exists() else "names no folder"
-        raise FinetuneError(
-            f"--init-from {spec} {what}, and this glassbox cannot read Hugging Face models "
-            "(no glassbox.pretrained)"
-        ) from None
+    from glassbox.pretrained import from_pretrained  # only a Hugging Face source needs it
+
     try:
         return from_pretrained(spec)  # a folder, or a model name in the local HF cache
     except GlassboxError as err:  # its messages often start with the folder's name
