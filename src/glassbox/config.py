@@ -154,7 +154,7 @@ class TrainConfig:
         r"embeddings|head|ln_f|blocks(\.(?P<first>\d+)(-(?P<last>\d+))?)?(\.(?P<sub>attn|mlp))?"
     )
 
-    data: str = "default"  # default (embedded corpus) | shakespeare | path to a UTF-8 file
+    data: str = "default"  # default (embedded corpus) | shakespeare | a file, folder or glob
     run_dir: str = "runs/default"  # where config, tokens, checkpoints and metrics go
     # char (one id per character of the text) | bpe (byte-level BPE learned from the
     # training split; see docs/tokenization.md)

@@ -5,7 +5,7 @@ from http.server import HTTPServer, SimpleHTTPRequestHandler
 
 import pytest
 
-from glassbox.data import DataError, iter_text, load_text
+from glassbox.data import DataError, DataWarning, corpus_name, iter_text, load_text
 from glassbox.data import corpus as corpus_module
 from glassbox.data.corpus import default_corpus, download
 
@@ -88,3 +88,59 @@ def test_bad_files_get_clear_errors(tmp_path):
     (tmp_path / "latin1.txt").write_bytes("café".encode("latin-1"))
     with pytest.raises(DataError, match="not UTF-8"):
         load_text(str(tmp_path / "latin1.txt"))
+
+
+def _tree(root):
+    """A small source tree: two Python files, a note, a hidden folder and a Latin-1 file."""
+    (root / "pkg" / "sub").mkdir(parents=True)
+    (root / "pkg" / "a.py").write_text("x = 1\n", encoding="utf-8")
+    (root / "pkg" / "sub" / "b.py").write_text("y = 'ü'", encoding="utf-8")  # no final newline
+    (root / "pkg" / "notes.txt").write_text("notes\n", encoding="utf-8")
+    (root / "pkg" / ".git").mkdir()
+    (root / "pkg" / ".git" / "HEAD").write_text("ref: refs/heads/main\n", encoding="utf-8")
+    (root / "pkg" / "sub" / "old.py").write_bytes("z = 'café'\n".encode("latin-1"))
+    return root / "pkg"
+
+
+def test_a_folder_is_every_visible_file_in_sorted_order(tmp_path):
+    pkg = _tree(tmp_path)
+    with pytest.warns(DataWarning, match="old.py: not UTF-8"):
+        text = load_text(str(pkg))
+    # a.py, notes.txt, sub/b.py (given a newline so the next file starts a line); the
+    # Latin-1 file is skipped with a warning and .git is hidden
+    assert text == "x = 1\nnotes\ny = 'ü'\n"
+
+
+def test_a_glob_names_files_across_folders(tmp_path):
+    pkg = _tree(tmp_path)
+    (pkg / "sub" / "old.py").unlink()
+    assert load_text(str(pkg / "**" / "*.py")) == "x = 1\ny = 'ü'\n"
+    assert corpus_name(str(pkg / "**" / "*.py")).endswith("*.py")
+    assert corpus_name(str(pkg)) == "pkg"
+    with pytest.raises(DataError, match="matches no files"):
+        load_text(str(pkg / "**" / "*.rs"))
+
+
+def test_a_folder_is_streamed_in_pieces(tmp_path):
+    pkg = _tree(tmp_path)
+    (pkg / "sub" / "old.py").unlink()
+    pieces = list(iter_text(str(pkg), chunk_chars=4))
+    assert max(len(p) for p in pieces) <= 5  # a file's last piece may gain its newline
+    assert "".join(pieces) == load_text(str(pkg))
+
+
+def test_bad_folders_get_clear_errors(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="folder with no files"):
+        load_text(str(tmp_path / "empty"))
+    (tmp_path / "blank").mkdir()
+    (tmp_path / "blank" / "a.txt").write_text("")
+    (tmp_path / "blank" / "b.txt").write_text("")
+    with pytest.raises(DataError, match="is empty"):
+        load_text(str(tmp_path / "blank"))
+    # a file that goes bad after its first piece has been used cannot be skipped cleanly
+    (tmp_path / "late").mkdir()
+    (tmp_path / "late" / "a.txt").write_bytes(b"fine text " * 3 + "café".encode("latin-1"))
+    (tmp_path / "late" / "b.txt").write_text("more\n")
+    with pytest.raises(DataError, match="a.txt is not UTF-8"):
+        list(iter_text(str(tmp_path / "late"), chunk_chars=4))

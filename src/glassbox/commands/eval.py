@@ -19,7 +19,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--batches", type=int, default=50, help="encoder runs: masked batches scored (50)"
     )
     p.add_argument(
-        "--data", default=None, help="default | shakespeare | PATH (the run's own split if omitted)"
+        "--data",
+        default=None,
+        help="default | shakespeare | a file, folder or glob (the run's own split if omitted)",
     )
     p.add_argument(
         "--split",

@@ -37,6 +37,10 @@ CHOICES = {
 }
 NOT_FLAGS = {"vocab_size"}  # set from the tokenizer, never by hand
 ALIASES = {"run_dir": ["--run"], "bpe_vocab_size": ["--vocab-size"]}
+MEANING = {  # what a bare "(char-small: X)" would not tell
+    "data": "default | shakespeare | a UTF-8 file | a folder | a glob like 'src/**/*.py' "
+    "(quoted, so that the shell leaves it to glassbox)",
+}
 
 
 def flag(name: str) -> str:
@@ -76,7 +80,7 @@ def add_config_flags(
                     default=None,
                     choices=CHOICES.get(f.name),
                     metavar=f.name.upper(),
-                    help=f"(char-small: {default})",
+                    help=" ".join(filter(None, [MEANING.get(f.name), f"(char-small: {default})"])),
                 )
     parser.set_defaults(config_names=names)
     return names
