@@ -16,7 +16,7 @@ the JSON says so ("stopped_at_budget"). The score is of the last checkpoint, not
 best one: the best is picked by the loss on the very problems scored, so it would be a
 biased pick.
 
-Held-out problems are never drawn for training (glassbox.train.objectives.AdditionLM);
+Held-out problems are never drawn for training (glassbox.train.objectives.ProblemLM);
 answers are greedy, written by the model token by token after '=' and un-reversed
 before they are compared with the sum.
 """

@@ -219,9 +219,9 @@ BAD_VALUES = {
     "weight decay nan": (["train", "--weight-decay", "nan"], "weight_decay must be a finite"),
     "lr inf": (["train", "--lr", "inf"], "lr must be a finite"),
     "grad clip nan": (["train", "--grad-clip", "nan"], "grad_clip must be a finite"),
-    "an addition-only switch on a corpus run": (
+    "a problem-task switch on a corpus run": (
         ["train", "--no-mask-problem"],
-        "apply to task addition-gpt only",
+        "applies to tasks addition-gpt and calculator only",
     ),
     "resume with fewer iterations than done": (
         ["train", "--resume", "--max-iters", "2", "--no-progress"],

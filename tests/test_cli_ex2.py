@@ -1,5 +1,5 @@
-"""EX2 from the command line: train a tiny addition-gpt run, score it with `eval`, ask
-it a sum with `sample`, and get one clear line for settings that cannot work."""
+"""EX2 and the calculator from the command line: train a tiny run, score it with `eval`,
+ask it a problem with `sample`, and get one clear line for settings that cannot work."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def test_the_ablation_flags_belong_to_addition_gpt_only(tmp_path, capsys):
     run = tmp_path / "run"
     args = ["train", "--run", str(run), "--task", "reverse", "--no-mask-problem", "--no-progress"]
     assert main(args) == 2
-    assert "apply to task addition-gpt only" in capsys.readouterr().err
+    assert "applies to tasks addition-gpt and calculator only" in capsys.readouterr().err
     assert not run.exists()
 
 
@@ -88,3 +88,33 @@ def test_ablation_flags_reach_the_run(tmp_path, capsys):
     capsys.readouterr()
     assert main(["eval", "--run", run, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["reversed"] is False
+
+
+@pytest.fixture(scope="module")
+def calculator_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("calc") / "run"
+    tiny = [*TINY[2:], "--block-size", "32"]  # TINY without its task
+    assert main(["train", "--run", str(run), "--task", "calculator", *tiny]) == 0
+    return str(run)
+
+
+def test_calculator_eval_scores_each_operator_and_the_trace(calculator_run, capsys):
+    capsys.readouterr()
+    assert main(["eval", "--run", calculator_run, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["task"] == "calculator" and result["examples"] == 1000
+    assert set(result["by_operator"]) == {"+", "-", "*", "/"}
+    assert sum(s["examples"] for s in result["by_operator"].values()) == 1000
+    assert 0 <= result["trace_exact"] <= result["exact_match"]  # a right trace ends right
+    assert main(["eval", "--run", calculator_run]) == 0
+    assert "by operator: *" in capsys.readouterr().out
+
+
+def test_calculator_sample_shows_the_row_and_its_steps(calculator_run, capsys):
+    capsys.readouterr()
+    assert main(["sample", "--run", calculator_run, "--prompt", "12*34"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("12*34=") and len(lines) >= 2
+    assert all(line.startswith("  ") for line in lines[1:])
+    assert main(["sample", "--run", calculator_run, "--prompt", "7/0"]) == 2
+    assert "division by zero" in capsys.readouterr().err

@@ -31,8 +31,11 @@ DTYPES = ("auto", "float32", "bfloat16")
 TOKENIZERS = ("char", "bpe")
 SEQ2SEQ_TASKS = ("copy", "reverse", "sort", "addition")  # glassbox.data.tasks makes them
 # decoder-only tasks: induction (repeated random blocks), addition-gpt (a+b=c, the sum
-# least significant first; glassbox.data.arithmetic)
-TASKS = (*SEQ2SEQ_TASKS, "induction", "addition-gpt")
+# least significant first; glassbox.data.arithmetic), calculator (+ - * / with the school
+# algorithm's steps before each answer; glassbox.data.calculator)
+DECODER_TASKS = ("induction", "addition-gpt", "calculator")
+PROBLEM_TASKS = ("addition-gpt", "calculator")  # rows "problem=answer", loss maskable
+TASKS = (*SEQ2SEQ_TASKS, *DECODER_TASKS)
 
 
 class ConfigError(GlassboxError, ValueError):
@@ -167,7 +170,7 @@ class TrainConfig:
     task_min_len: int = 10  # sequence length (addition: digits per operand) is drawn
     task_max_len: int = 20  # uniformly from [task_min_len, task_max_len]
     reverse_answer: bool = True  # addition-gpt: the sum's digits least significant first
-    mask_problem: bool = True  # addition-gpt: loss on the answer only, not on a+b=
+    mask_problem: bool = True  # addition-gpt, calculator: no loss on the problem (a+b=)
     label_smoothing: float = 0.0  # seq2seq loss: weight spread evenly over the vocabulary
     mlm_prob: float = (
         0.15  # encoder: fraction of tokens to predict (80% [MASK], 10% random, 10% kept)
@@ -226,10 +229,12 @@ class TrainConfig:
         _check_choice("dtype", self.dtype, DTYPES)
         if self.task:
             _check_choice("task", self.task, TASKS)
-        if self.task != "addition-gpt" and not (self.reverse_answer and self.mask_problem):
+        where = f"task {self.task}" if self.task else "a corpus run"
+        if self.task != "addition-gpt" and not self.reverse_answer:
+            raise ConfigError(f"reverse_answer applies to task addition-gpt only, not to {where}")
+        if self.task not in PROBLEM_TASKS and not self.mask_problem:
             raise ConfigError(
-                "reverse_answer and mask_problem apply to task addition-gpt only, not to "
-                + (f"task {self.task}" if self.task else "a corpus run")
+                f"mask_problem applies to tasks {' and '.join(PROBLEM_TASKS)} only, not to {where}"
             )
         if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
             raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or mps; got {self.device!r}")
@@ -315,6 +320,16 @@ PRESETS: dict[str, Preset] = {
                "warmup_iters": 100, "lr": 2e-3, "eval_interval": 250, "eval_iters": 10,
                "weight_decay": 0.0, "run_dir": "runs/addition-gpt"},
     ),
+    "calculator": Preset(
+        "swole doge: a 3-layer decoder learns + - * / (with remainder) on numbers of 1-3 "
+        "digits, writing the school algorithm's steps before each answer "
+        "(docs/exercises.md)",
+        model={"n_layer": 3, "n_head": 4, "n_embd": 128, "block_size": 48},
+        train={"task": "calculator", "task_min_len": 1, "task_max_len": 3,
+               "batch_size": 128, "max_iters": 3000, "lr_decay_iters": 3000,
+               "warmup_iters": 100, "lr": 2e-3, "eval_interval": 250, "eval_iters": 10,
+               "weight_decay": 0.0, "run_dir": "runs/calculator"},
+    ),
 }  # fmt: skip
 
 
@@ -392,15 +407,15 @@ def split_overrides(changes: dict[str, Any]) -> tuple[dict[str, Any], dict[str, 
 
 
 def default_preset(arch: str | None = None, task: str | None = None) -> str:
-    """The preset `glassbox train` starts from when none is named: induction or
-    addition-gpt for those tasks, seq2seq for the others, encoder for an encoder,
+    """The preset `glassbox train` starts from when none is named: the preset of the
+    same name for a decoder task, seq2seq for the others, encoder for an encoder,
     char-small otherwise.
 
     >>> default_preset(task="reverse"), default_preset(arch="encoder")
     ('seq2seq', 'encoder')
     """
     if task:
-        return task if task in ("induction", "addition-gpt") else "seq2seq"
+        return task if task in DECODER_TASKS else "seq2seq"
     return "encoder" if arch == "encoder" else "char-small"
 
 

@@ -3,8 +3,9 @@
 A decoder trained on a corpus is scored by its loss over a whole split (or any text); an
 encoder-decoder by exact match on its task's held-out examples; an encoder by its
 masked-LM loss; an induction run by its loss on random blocks and on their repeats; an
-addition-gpt run by exact match of its greedy answers to held-out problems, overall and
-per number length.
+addition-gpt or calculator run by exact match of its greedy answers to held-out problems,
+overall, per number length and (calculator) per operator, with how often the calculator's
+trace was right too.
 `evaluate_run` picks the right one from the run's configs and returns a JSON-ready dict
 that `describe` renders as text.
 
@@ -25,6 +26,7 @@ import torch
 from torch import Tensor
 
 from glassbox import runs
+from glassbox.config import PROBLEM_TASKS
 from glassbox.data import load_text
 from glassbox.data.tasks import BOS, EOS, PAD, held_out_examples, task_from_config
 from glassbox.data.tokens import windows
@@ -52,38 +54,55 @@ def mean_loss(
     return {"loss": loss, "perplexity": math.exp(loss), "tokens": count}
 
 
-def addition_exact_match(model, task, pairs: list[tuple[str, str]]) -> dict[str, Any]:
-    """The fraction of held-out (problem, sum) pairs a decoder run answers exactly
-    (greedy, glassbox.data.arithmetic.answer), overall and by the digits of the larger
-    operand, with a few of the misses.
+def problem_exact_match(model, task, pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """The fraction of held-out (problem, answer) pairs a decoder run answers exactly
+    (greedy), overall and by the digits of the larger operand; for the calculator also by
+    operator, and the fraction whose whole trace was the school algorithm's. A few of
+    the misses come with it.
 
-    >>> addition_exact_match(model, task, [("123+45", "168")])  # doctest: +SKIP
+    >>> problem_exact_match(model, task, [("123+45", "168")])  # doctest: +SKIP
     {'exact_match': 1.0, 'examples': 1, 'by_length': {'3': {'exact_match': 1.0, 'examples': 1}},
      'reversed': True, 'misses': []}
     """
-    from glassbox.data.arithmetic import answer
-
     if not pairs:
         raise GlassboxError("no held-out problems to score")
-    outputs = answer(model, task, [problem for problem, _ in pairs])
-    right: dict[int, list[bool]] = {}
-    for (problem, target), output in zip(pairs, outputs, strict=True):
-        right.setdefault(task.length(problem), []).append(output == target)
+    problems = [problem for problem, _ in pairs]
+    extra: dict[str, Any] = {}
+    if task.name == "calculator":
+        from glassbox.data.calculator import work_out
+
+        written = dict(zip(problems, work_out(model, task, problems), strict=True))
+        outputs = [task.read_answer(written[p], p) for p in problems]
+        traces = [task.solution(task.parse(p)) == written[p] for p in problems]
+        extra["trace_exact"] = sum(traces) / len(traces)
+        extra["by_operator"] = _grouped([task.operator(p) for p in problems], pairs, outputs)
+    else:
+        from glassbox.data.arithmetic import answer
+
+        outputs = answer(model, task, problems)
+        extra["reversed"] = task.reverse
     misses = [
         {"source": p, "target": t, "output": o}
         for (p, t), o in zip(pairs, outputs, strict=True)
         if o != t
     ]
-    by_length = {
-        str(n): {"exact_match": sum(r) / len(r), "examples": len(r)}
-        for n, r in sorted(right.items())
-    }
     return {
         "exact_match": 1 - len(misses) / len(pairs),
         "examples": len(pairs),
-        "by_length": by_length,
-        "reversed": task.reverse,
+        "by_length": _grouped([task.length(p) for p in problems], pairs, outputs),
+        **extra,
         "misses": misses[:5],
+    }
+
+
+def _grouped(keys: list, pairs: list[tuple[str, str]], outputs: list[str]) -> dict[str, Any]:
+    """Exact match of the outputs grouped by key, in key order."""
+    right: dict[Any, list[bool]] = {}
+    for key, (_, target), output in zip(keys, pairs, outputs, strict=True):
+        right.setdefault(key, []).append(output == target)
+    return {
+        str(k): {"exact_match": sum(r) / len(r), "examples": len(r)}
+        for k, r in sorted(right.items())
     }
 
 
@@ -153,10 +172,10 @@ def evaluate_run(
 
             tokens, start = induction_probe(train_config, model)
             return {"run": run, "task": "induction", **repeat_losses(model, tokens, start)}
-        if train_config.task == "addition-gpt":
+        if train_config.task in PROBLEM_TASKS:
             task = task_from_config(train_config)
             pairs = held_out_examples(task, train_config.seed)
-            return {"run": run, "task": task.name, **addition_exact_match(model, task, pairs)}
+            return {"run": run, "task": task.name, **problem_exact_match(model, task, pairs)}
         if model_config.arch == "encoder-decoder":
             task = task_from_config(train_config)
             pairs = held_out_examples(task, train_config.seed)
@@ -200,6 +219,15 @@ def describe(result: dict[str, Any]) -> str:
                 for n, s in result["by_length"].items()
             ),
         ]
+        if "by_operator" in result:
+            lines.append(
+                "  by operator: "
+                + ", ".join(
+                    f"{op} {s['exact_match']:.2%} of {s['examples']}"
+                    for op, s in result["by_operator"].items()
+                )
+            )
+            lines.append(f"  whole trace right: {result['trace_exact']:.2%}")
         lines += [f"  {m['source']}= {m['output']} (want {m['target']})" for m in result["misses"]]
         return "\n".join(lines)
     if "exact_match" in result:

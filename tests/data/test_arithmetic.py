@@ -12,8 +12,8 @@ from torch import nn
 from glassbox.config import TrainConfig, default_preset, from_preset
 from glassbox.data.arithmetic import AdditionTask, answer
 from glassbox.data.tasks import EOS, TaskError, held_out_examples, task_from_config
-from glassbox.evaluate import addition_exact_match
-from glassbox.train.objectives import IGNORE, AdditionLM
+from glassbox.evaluate import problem_exact_match
+from glassbox.train.objectives import IGNORE, ProblemLM
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -79,7 +79,7 @@ def test_held_out_problems_never_reach_training_batches():
     task = AdditionTask(1, 1)  # 100 problems, 50 held out: without the exclusion, certain
     held_out = held_out_examples(task, seed=1337)
     held = {task.parse(p) for p, _ in held_out}
-    objective = AdditionLM(task, 256, held_out)
+    objective = ProblemLM(task, 256, held_out)
     generator = gen()
     trained = set()
     for _ in range(5):
@@ -103,7 +103,7 @@ def test_excluding_every_problem_is_an_error_not_a_hang():
 @pytest.mark.parametrize("mask", [True, False])
 def test_the_targets_mask_exactly_the_problem(mask):
     task = AdditionTask(1, 3)
-    x, y = AdditionLM(task, 64, [], mask_problem=mask).batch("train", gen())
+    x, y = ProblemLM(task, 64, [], mask_problem=mask).batch("train", gen())
     seq = torch.cat([x, y[:, -1:]], dim=1)  # y's last target (EOS) is the row's last token
     if mask:  # the masked targets hide nothing of the row: x holds it all
         operands = torch.tensor([task.parse(t.split("=")[0]) for t in rows(task, x)])
@@ -154,7 +154,7 @@ def test_exact_match_counts_per_length_and_shows_misses():
         bump = (operands.max(1).values >= 100).long()  # (B,)
         return task.encode(torch.stack([operands[:, 0] + bump, operands[:, 1]], 1))
 
-    scores = addition_exact_match(Oracle(task, off_by_one_on_three_digits), task, pairs)
+    scores = problem_exact_match(Oracle(task, off_by_one_on_three_digits), task, pairs)
     assert set(scores["by_length"]) == {"1", "2", "3"}
     assert scores["by_length"]["3"]["exact_match"] == 0.0
     assert scores["by_length"]["1"]["exact_match"] == scores["by_length"]["2"]["exact_match"] == 1

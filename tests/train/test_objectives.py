@@ -228,10 +228,10 @@ class FixedLogits(StandIn):
 @pytest.mark.parametrize("mask_problem", [True, False])
 def test_addition_loss_ignores_the_problem_positions(mask_problem):
     from glassbox.data.arithmetic import AdditionTask
-    from glassbox.train.objectives import AdditionLM
+    from glassbox.train.objectives import ProblemLM
 
     task = AdditionTask(1, 3)
-    objective = AdditionLM(task, 8, [], mask_problem=mask_problem)
+    objective = ProblemLM(task, 8, [], mask_problem=mask_problem)
     x, y = objective.batch("train", torch.Generator().manual_seed(0))
     logits = torch.randn(*x.shape, task.tokenizer.vocab_size, generator=torch.Generator())
     base = objective.loss(FixedLogits(logits), (x, y)).item()

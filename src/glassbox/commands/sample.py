@@ -1,5 +1,5 @@
 """`glassbox sample`: continue a prompt with a decoder run, or answer a source with an
-encoder-decoder run (or a problem with an addition-gpt run)."""
+encoder-decoder run (or a problem with an addition-gpt or calculator run)."""
 
 from __future__ import annotations
 
@@ -71,6 +71,15 @@ def run(args: argparse.Namespace) -> int:
         a, b = task.parse(args.prompt)
         [total] = answer(model, task, [args.prompt])
         print(f"{a}+{b}={total}")
+        return 0
+    if train_config.task == "calculator":  # "12*34" -> the steps the model wrote, and its answer
+        from glassbox.data.calculator import work_out
+        from glassbox.data.tasks import task_from_config
+
+        task = task_from_config(train_config)
+        [written] = work_out(model, task, [args.prompt])
+        print(task.prompt(task.parse(args.prompt)) + written)
+        print("\n".join("  " + line for line in task.explain(args.prompt, written)))
         return 0
     if args.num_samples < 1:
         raise GlassboxError(f"--num-samples must be at least 1; got {args.num_samples}")

@@ -20,7 +20,7 @@ Three choices make it learnable in minutes on a CPU, and none gives an answer aw
   every row (learned absolute positions can find it), and rows need no padding tokens
   or key mask. The padding is a function of the problem alone, applied the same way at
   evaluation and in `glassbox sample`.
-- Loss on the answer only (glassbox.train.objectives.AdditionLM, mask_problem=True): the
+- Loss on the answer only (glassbox.train.objectives.ProblemLM, mask_problem=True): the
   digits of a and b are random, so predicting them teaches nothing and only adds noise
   to the gradient; the loss counts the N + 1 answer digits and EOS.
 
@@ -59,6 +59,7 @@ class AdditionTask:
     """
 
     name = TASK
+    problem_size = 2  # a problem is (a, b)
 
     def __init__(self, min_len: int = 1, max_len: int = 5, *, reverse: bool = True) -> None:
         for label, value in (("min_len", min_len), ("max_len", max_len)):
@@ -128,16 +129,7 @@ class AdditionTask:
         )
 
     def _draw(self, k: int, generator: torch.Generator) -> Tensor:
-        """Operands (k, 2): a digit count from [min_len, max_len] each, then that many
-        uniform digits, the leading one nonzero (a one-digit number may be 0)."""
-        N = self.max_len
-        counts = torch.randint(self.min_len, N + 1, (k, 2, 1), generator=generator)  # (k, 2, 1)
-        digits = torch.randint(10, (k, 2, N), generator=generator)  # (k, 2, N), 10**i first
-        lead = torch.randint(1, 10, (k, 2, 1), generator=generator)  # (k, 2, 1)
-        i = torch.arange(N)  # (N,) the power of ten of each digit
-        digits = torch.where((i == counts - 1) & (counts > 1), lead, digits)
-        digits = torch.where(i < counts, digits, 0)  # (k, 2, N)
-        return (digits * _POW10[:N]).sum(-1)  # (k, 2)
+        return random_numbers(k, self.min_len, self.max_len, generator)  # (k, 2)
 
     def _digit_ids(self, numbers: Tensor, width: int, reverse: bool) -> Tensor:
         """Token ids of numbers (B,) zero-padded to `width` digits (B, width): least
@@ -206,6 +198,19 @@ class AdditionTask:
         else:
             raise TaskError(f"drew fewer than {n} distinct problems in {MAX_DRAWS} rounds")
         return [(f"{a}+{b}", str(a + b)) for a, b in list(seen)[:n]]
+
+
+def random_numbers(k: int, min_len: int, max_len: int, generator: torch.Generator) -> Tensor:
+    """Pairs of operands (k, 2): a digit count from [min_len, max_len] each, then that
+    many uniform digits, the leading one nonzero (a one-digit number may be 0)."""
+    N = max_len
+    counts = torch.randint(min_len, N + 1, (k, 2, 1), generator=generator)  # (k, 2, 1)
+    digits = torch.randint(10, (k, 2, N), generator=generator)  # (k, 2, N), 10**i first
+    lead = torch.randint(1, 10, (k, 2, 1), generator=generator)  # (k, 2, 1)
+    i = torch.arange(N)  # (N,) the power of ten of each digit
+    digits = torch.where((i == counts - 1) & (counts > 1), lead, digits)
+    digits = torch.where(i < counts, digits, 0)  # (k, 2, N)
+    return (digits * _POW10[:N]).sum(-1)  # (k, 2)
 
 
 @torch.no_grad()

@@ -29,6 +29,7 @@ from glassbox.tokenizers.base import as_ids
 
 if TYPE_CHECKING:
     from glassbox.data.arithmetic import AdditionTask
+    from glassbox.data.calculator import CalculatorTask
 
 TASKS = SEQ2SEQ_TASKS
 PAD, BOS, EOS = 0, 1, 2
@@ -378,7 +379,9 @@ class InductionTask:
 HELD_OUT = 1000  # examples of a task kept out of training, for validation and eval
 
 
-def task_from_config(tc: TrainConfig) -> Seq2SeqTask | InductionTask | AdditionTask:
+def task_from_config(
+    tc: TrainConfig,
+) -> Seq2SeqTask | InductionTask | AdditionTask | CalculatorTask:
     """The synthetic task a run's train config names (tc.task must be set)."""
     if tc.task == "induction":
         return InductionTask(tc.task_alphabet, tc.task_min_len, tc.task_max_len)
@@ -386,10 +389,16 @@ def task_from_config(tc: TrainConfig) -> Seq2SeqTask | InductionTask | AdditionT
         from glassbox.data.arithmetic import AdditionTask  # it builds on this module
 
         return AdditionTask(tc.task_min_len, tc.task_max_len, reverse=tc.reverse_answer)
+    if tc.task == "calculator":
+        from glassbox.data.calculator import CalculatorTask
+
+        return CalculatorTask(tc.task_min_len, tc.task_max_len)
     return Seq2SeqTask(tc.task, tc.task_alphabet, tc.task_min_len, tc.task_max_len)
 
 
-def held_out_examples(task: Seq2SeqTask | AdditionTask, seed: int) -> list[tuple[str, str]]:
+def held_out_examples(
+    task: Seq2SeqTask | AdditionTask | CalculatorTask, seed: int
+) -> list[tuple[str, str]]:
     """A run's validation examples: fixed by the task and the seed, never trained on
     (at most half of the sources a small task can make)."""
     return task.held_out(min(HELD_OUT, task.num_sources // 2), seed + 1)

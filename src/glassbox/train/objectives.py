@@ -7,7 +7,8 @@ and an encoder-decoder on a synthetic task all train in the same loop.
 - CausalLM: predict token t + 1 from tokens 0..t (decoder).
 - MaskedLM: hide mlm_prob of the tokens and predict them from both sides (encoder).
 - Seq2Seq: predict the target of a task from its source, teacher-forced (encoder-decoder).
-- AdditionLM: a CausalLM on a+b=c rows, counted on the answer only (decoder).
+- ProblemLM: a CausalLM on rows "problem=answer" (addition-gpt, calculator), counted
+  on what follows the problem only (decoder).
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from glassbox import runs
-from glassbox.config import ModelConfig, TrainConfig
+from glassbox.config import PROBLEM_TASKS, ModelConfig, TrainConfig
 from glassbox.data import TokenDataset
 from glassbox.data.arithmetic import AdditionTask
+from glassbox.data.calculator import CalculatorTask
 from glassbox.data.tasks import PAD, InductionTask, Seq2SeqTask, held_out_examples, task_from_config
 from glassbox.models.encoder import ENCODER_SPECIALS, encoder_special_ids
 
@@ -68,39 +70,42 @@ class InductionLM(CausalLM):
         return self.task.batch(self.batch_size, generator)  # fresh random blocks either way
 
 
-class AdditionLM(CausalLM):
-    """Next-token loss on rows "a+b=c<eos>" (decoder; data.arithmetic.AdditionTask),
-    teacher-forced. With mask_problem the targets up to and including '=' are IGNORE, so
-    only the answer's digits and EOS count: the operands are random, and predicting them
-    would only add noise. Training rows are fresh problems, never a held-out one;
-    validation rows are held-out problems.
+class ProblemLM(CausalLM):
+    """Next-token loss on rows "problem=answer<eos>" of a decoder task (addition-gpt's
+    "a+b=c", the calculator's "a*b=trace>answer"), teacher-forced. With mask_problem the
+    targets up to and including '=' are IGNORE, so only what follows counts: operands are
+    random, and predicting them would only add noise. PAD after a row's EOS never counts.
+    Training rows are fresh problems, never a held-out one; validation rows are held-out
+    problems.
 
     >>> task = AdditionTask(1, 2)
-    >>> x, y = AdditionLM(task, 1, []).batch("train", torch.Generator().manual_seed(0))
+    >>> x, y = ProblemLM(task, 1, []).batch("train", torch.Generator().manual_seed(0))
     >>> task.tokenizer.decode(x[0]), y[0].tolist()  # 3 + 23 = 26: "026" least digit first
     ('03+23=620', [-100, -100, -100, -100, -100, 9, 5, 3, 2])
     """
 
     def __init__(
-        self, task: AdditionTask, batch_size: int, held_out: list[tuple[str, str]],
-        mask_problem: bool = True,
+        self, task: AdditionTask | CalculatorTask, batch_size: int,
+        held_out: list[tuple[str, str]], mask_problem: bool = True,
     ) -> None:  # fmt: skip
         self.task, self.batch_size, self.mask_problem = task, batch_size, mask_problem
         problems = [task.parse(problem) for problem, _ in held_out]
-        self.held_out = torch.tensor(problems, dtype=torch.long).view(-1, 2)  # (n, 2)
+        width = task.problem_size  # numbers per problem: (a, b) or (op, a, b)
+        self.held_out = torch.tensor(problems, dtype=torch.long).view(-1, width)  # (n, width)
         self.exclude = frozenset(problems)
         self.tokens_per_batch = batch_size * (task.seq_len - 1)
 
     def batch(self, split: str, generator: torch.Generator) -> tuple[Tensor, ...]:
         if split == "train":
-            operands = self.task.draw(self.batch_size, generator, self.exclude)  # (B, 2)
+            problems = self.task.draw(self.batch_size, generator, self.exclude)  # (B, width)
         else:
             rows = torch.randint(len(self.held_out), (self.batch_size,), generator=generator)
-            operands = self.held_out[rows]  # (B, 2)
-        seq = self.task.encode(operands)  # (B, L)
+            problems = self.held_out[rows]  # (B, width)
+        seq = self.task.encode(problems)  # (B, L)
         x, y = seq[:, :-1], seq[:, 1:].clone()  # (B, L - 1) each: y[t] follows x[:t + 1]
+        y[y == PAD] = IGNORE  # the padding after a short row's EOS
         if self.mask_problem:
-            # y[t] for t < prompt_len - 1 is a token of "a+b=" (the last of them is '=')
+            # y[t] for t < prompt_len - 1 is a token of the problem (the last of them is '=')
             y[:, : self.task.prompt_len - 1] = IGNORE
         return x, y
 
@@ -172,10 +177,10 @@ def build_objective(mc: ModelConfig, tc: TrainConfig):
     """What the run's model learns to predict (glassbox.train.objectives), with its data."""
     if tc.task == "induction":
         return InductionLM(task_from_config(tc), tc.batch_size)
-    if tc.task == "addition-gpt":
+    if tc.task in PROBLEM_TASKS:
         task = task_from_config(tc)
         held_out = held_out_examples(task, tc.seed)
-        return AdditionLM(task, tc.batch_size, held_out, tc.mask_problem)
+        return ProblemLM(task, tc.batch_size, held_out, tc.mask_problem)
     if tc.task:
         task = task_from_config(tc)
         return Seq2Seq(task, tc.batch_size, held_out_examples(task, tc.seed), tc.label_smoothing)

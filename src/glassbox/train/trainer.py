@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from glassbox import runs
 from glassbox.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from glassbox.config import ModelConfig, TrainConfig, override
+from glassbox.config import DECODER_TASKS, ModelConfig, TrainConfig, override
 from glassbox.data import TokenDataset, corpus_name, iter_text, load_text, write_tokens
 from glassbox.data.tasks import task_from_config
 from glassbox.data.tokens import TRAIN_FRACTION
@@ -337,7 +337,7 @@ class _Session:
 def _prepare_task(mc: ModelConfig, tc: TrainConfig) -> tuple[Tokenizer, dict[str, Any]]:
     """A synthetic task needs no corpus: only its tokenizer, and room for its sequences."""
     task = task_from_config(tc)
-    if tc.task in ("induction", "addition-gpt"):  # a decoder reads the whole sequence
+    if tc.task in DECODER_TASKS:  # a decoder reads the whole sequence
         if mc.arch != "decoder":
             raise GlassboxError(f"task {tc.task} trains a decoder, not {mc.arch}")
         if mc.position_table and task.seq_len - 1 > mc.block_size:
