@@ -262,6 +262,12 @@ def test_a_hugging_face_folder_is_read_through_glassbox_pretrained(
         (["--init-from", "{tmp}/other"], r"--init-from \S*other\b"),
         (["--init-from", "{source}", "--n-layer", "6"], "--n-layer 6 contradicts --init-from"),
         (["--init-from", "{source}", "--n-head", "8"], "--n-head 8 contradicts"),
+        # typed at ModelConfig's default value, and still not the source's: refused too
+        (["--init-from", "{source}", "--n-layer", "4"], "--n-layer 4 contradicts"),
+        (
+            ["--init-from", "{source}", "--tokenizer", "char", "--block-size", "64"],
+            "--block-size 64",
+        ),
         (["--init-from", "{source}", "--bias"], "--bias contradicts --init-from .*bias False"),
         (["--init-from", "{source}", "--pos-encoding", "rope"], "--pos-encoding rope contra"),
         (["--init-from", "{source}", "--tokenizer", "bpe"], "--tokenizer bpe contradicts"),
@@ -291,6 +297,18 @@ def test_bad_fine_tuning_input_is_one_line_and_makes_no_folder(
     assert err.count("\n") == 1 and err.startswith("glassbox: error: "), err
     assert re.search(message, err), err
     assert not run.exists()
+
+
+def test_a_presets_shape_is_not_taken_for_a_flag_that_contradicts(source, tmp_path, new_text):
+    """char-tiny's shape (2 layers, 32 wide) is not the source's (16 wide), but only typed
+    flags are checked: the run takes the source's shape and the preset's schedule."""
+    run = tmp_path / "ft"
+    argv = ["train", "--preset", "char-tiny", "--init-from", str(source.run_dir), "--data",
+            str(new_text), "--run", str(run), "--max-iters", "1", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    model_config, train_config = runs.load_configs(run)
+    assert (model_config.n_embd, model_config.block_size) == (16, 16)
+    assert train_config.warmup_iters == 20  # from char-tiny
 
 
 def test_the_command_line_fine_tunes_with_lora(source, tmp_path, new_text, capsys):

@@ -49,7 +49,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         preset = args.preset or default_preset(changes.get("arch"), changes.get("task"))
         model_config, train_config = from_preset(preset, **changes)
-        result = train(model_config, train_config, overwrite=args.overwrite, progress=progress)
+        result = train(
+            model_config, train_config, overwrite=args.overwrite, progress=progress,
+            given=set(changes),
+        )  # fmt: skip
     print(
         f"done: {result.step} iterations, val loss {result.val_loss:.4f} "
         f"(best {result.best_val_loss:.4f}); run saved in {result.run_dir}"

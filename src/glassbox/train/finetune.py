@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -108,15 +108,21 @@ def _flag(name: str, value: object) -> str:
     return f"--{name.replace('_', '-')} {value}"
 
 
-def adopt(source: Source, mc: ModelConfig, tc: TrainConfig) -> tuple[ModelConfig, TrainConfig]:
+def adopt(
+    source: Source, mc: ModelConfig, tc: TrainConfig, given: Collection[str] | None = None
+) -> tuple[ModelConfig, TrainConfig]:
     """The new run's configs: the source's model config (with dropout and attention from
     `mc`) and `tc` with the source's tokenizer kind.
 
-    A setting counts as given when it differs from ModelConfig's (or TrainConfig's)
-    default; one that differs from the source's value, other than ADJUSTABLE ones, is an
-    error. (A setting given at its default value cannot be told from one not given: the
-    source's value wins.)
+    `given` names the settings the user chose (the CLI passes the flags typed, so that a
+    preset's values are not mistaken for choices); without it, a setting counts as given
+    when it differs from ModelConfig's (or TrainConfig's) default. A given setting that
+    differs from the source's value, other than ADJUSTABLE ones, is an error.
     """
+
+    def chose(name: str, value: object, default: object) -> bool:
+        return name in given if given is not None else value != default
+
     theirs, default = source.model_config, ModelConfig()
     if theirs.arch == "encoder-decoder":
         raise FinetuneError(
@@ -129,16 +135,18 @@ def adopt(source: Source, mc: ModelConfig, tc: TrainConfig) -> tuple[ModelConfig
         )
     changes = {}
     for f in fields(ModelConfig):
-        given, source_value = getattr(mc, f.name), getattr(theirs, f.name)
-        if f.name == "vocab_size" or given in (source_value, getattr(default, f.name)):
+        value, source_value = getattr(mc, f.name), getattr(theirs, f.name)
+        if f.name == "vocab_size" or value == source_value:
+            continue
+        if not chose(f.name, value, getattr(default, f.name)):
             continue
         if f.name not in ADJUSTABLE:
             raise FinetuneError(
-                f"{_flag(f.name, given)} contradicts --init-from {source.spec}, whose model "
+                f"{_flag(f.name, value)} contradicts --init-from {source.spec}, whose model "
                 f"has {f.name} {source_value}: a fine-tuned model keeps the shape it starts "
                 "from (leave the flag out)"
             )
-        changes[f.name] = given
+        changes[f.name] = value
     tokenizer = source.tokenizer
     if not isinstance(tokenizer, (CharTokenizer, BPETokenizer)):
         raise FinetuneError(
@@ -146,14 +154,17 @@ def adopt(source: Source, mc: ModelConfig, tc: TrainConfig) -> tuple[ModelConfig
             "(char or bpe) can be fine-tuned on --data"
         )
     kind = "char" if isinstance(tokenizer, CharTokenizer) else "bpe"
-    if tc.tokenizer not in (kind, TrainConfig.tokenizer):
+    if tc.tokenizer != kind and chose("tokenizer", tc.tokenizer, TrainConfig.tokenizer):
         raise FinetuneError(
             f"--tokenizer {tc.tokenizer} contradicts --init-from {source.spec}, whose "
             f"tokenizer is {kind}: a fine-tuned run encodes its data with the source's"
         )
     train_changes: dict[str, object] = {"tokenizer": kind}
     if kind == "bpe":
-        if tc.bpe_vocab_size not in (tokenizer.vocab_size, TrainConfig.bpe_vocab_size):
+        size = tc.bpe_vocab_size
+        if size != tokenizer.vocab_size and chose(
+            "bpe_vocab_size", size, TrainConfig.bpe_vocab_size
+        ):
             raise FinetuneError(
                 f"--bpe-vocab-size {tc.bpe_vocab_size} contradicts --init-from "
                 f"{source.spec}, whose tokenizer has {tokenizer.vocab_size} ids"

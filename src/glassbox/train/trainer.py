@@ -12,7 +12,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,9 +61,14 @@ def train(
     overwrite: bool = False,
     progress: bool = True,
     callback: Callable[[dict[str, Any]], None] | None = None,
+    given: Collection[str] | None = None,
 ) -> TrainResult:
     """Tokenize the data (or set up the task), build the model that model_config.arch
     names and train it, writing everything to run_dir.
+
+    given: the config fields the user set (the CLI passes the flags typed). With
+    init_from, each is checked against the source model (glassbox.train.finetune.adopt);
+    None counts every field that differs from its default.
 
     >>> from glassbox.config import from_preset
     >>> result = train(*from_preset("char-tiny", run_dir="runs/tiny"))  # doctest: +SKIP
@@ -75,7 +80,7 @@ def train(
     source = text = None
     if train_config.init_from:  # the source's weights, shape and tokenizer (finetune.py)
         source = finetune.load_source(train_config.init_from)
-        model_config, train_config = finetune.adopt(source, model_config, train_config)
+        model_config, train_config = finetune.adopt(source, model_config, train_config, given)
         text = (source.tokenizer, finetune.corpus_chunks(source.tokenizer, train_config))
     finetune.check(model_config, train_config)
     if train_config.task:
