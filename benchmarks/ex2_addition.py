@@ -1,9 +1,11 @@
 """EX2 on a wall-clock budget: train the `addition-gpt` preset (a GPT that adds numbers of
-up to 5 digits) and print its held-out exact match as JSON.
+up to 5 digits), or the `calculator` preset (+ - * / with chain-of-thought traces), and
+print its held-out exact match as JSON.
 
     python benchmarks/ex2_addition.py                    # 600 s, the preset's recipe
     python benchmarks/ex2_addition.py --ablation         # 4 x 600 s: reversed/masked on/off
     python benchmarks/ex2_addition.py --budget 120 --set n_layer=2 --set lr=3e-3
+    python benchmarks/ex2_addition.py --preset calculator --budget 1200
 
 The budget is the whole wall-clock time of one configuration, measured from the moment
 it starts: a short calibration run (CALIBRATION_ITERS steps, thrown away), the training
@@ -36,7 +38,7 @@ from glassbox.config import from_preset
 from glassbox.evaluate import evaluate_run
 from glassbox.train import train
 
-PRESET = "addition-gpt"
+PRESETS = ("addition-gpt", "calculator")
 CALIBRATION_ITERS = 20  # steps timed to size the run; the first SKIP warm caches up
 SKIP = 5
 EVAL_RESERVE_S = 20.0  # the final score of 1,000 problems takes a few seconds; margin
@@ -64,11 +66,11 @@ def parse_sets(items: list[str]) -> dict[str, str]:
     return changes
 
 
-def seconds_per_step(root: Path, base: dict, label: str) -> float:
+def seconds_per_step(root: Path, preset: str, base: dict, label: str) -> float:
     """Median seconds per training step of this exact model and batch, on this machine
     now (a throwaway run of CALIBRATION_ITERS steps)."""
     calibration = from_preset(
-        PRESET, **base, run_dir=str(root / f"{label}-calibration"),
+        preset, **base, run_dir=str(root / f"{label}-calibration"),
         max_iters=CALIBRATION_ITERS, lr_decay_iters=CALIBRATION_ITERS,
         warmup_iters=min(10, CALIBRATION_ITERS), eval_interval=CALIBRATION_ITERS, eval_iters=1,
     )  # fmt: skip
@@ -76,7 +78,9 @@ def seconds_per_step(root: Path, base: dict, label: str) -> float:
     return statistics.median(result.ms_per_iter[SKIP:]) / 1000
 
 
-def run_one(budget: float, root: Path, changes: dict, threads: int, label: str) -> dict:
+def run_one(
+    budget: float, root: Path, preset: str, changes: dict, threads: int, label: str
+) -> dict:
     """Calibrate, train and score one configuration within `budget` seconds. threads=0
     times 1 thread and all cores and keeps the faster (on a busy host, extra threads
     wait for each other and a step can take several times longer)."""
@@ -84,7 +88,7 @@ def run_one(budget: float, root: Path, changes: dict, threads: int, label: str) 
 
     # 1. Calibration: seconds per step of this exact model and batch, on this machine now.
     candidates = [threads] if threads else sorted({1, os.cpu_count() or 1})
-    timed = {n: seconds_per_step(root, dict(changes, device="cpu", threads=n), label)
+    timed = {n: seconds_per_step(root, preset, dict(changes, device="cpu", threads=n), label)
              for n in candidates}  # fmt: skip
     threads = min(timed, key=timed.get)
     step_s = timed[threads]
@@ -93,12 +97,12 @@ def run_one(budget: float, root: Path, changes: dict, threads: int, label: str) 
     # 2. Size the run: each of its EVALS evaluations costs about 2 * eval_iters forward
     # passes (a third of a step each, no backward) and saves a checkpoint, so a run the
     # guard stops loses little.
-    model_config, train_config = from_preset(PRESET, **base, run_dir=str(root / label))
+    model_config, train_config = from_preset(preset, **base, run_dir=str(root / label))
     per_eval_s = 2 * train_config.eval_iters * step_s / 3 + 0.05  # + a checkpoint save
     left = budget - (time.perf_counter() - start) - EVAL_RESERVE_S
     iters = max(1, int(SAFETY * (left - EVALS * per_eval_s) / step_s))
     model_config, train_config = from_preset(
-        PRESET, **base, run_dir=str(root / label), max_iters=iters, lr_decay_iters=iters,
+        preset, **base, run_dir=str(root / label), max_iters=iters, lr_decay_iters=iters,
         warmup_iters=min(train_config.warmup_iters, iters // 10),
         eval_interval=max(1, iters // (EVALS - 1)),
     )  # fmt: skip
@@ -125,13 +129,19 @@ def run_one(budget: float, root: Path, changes: dict, threads: int, label: str) 
     scores = evaluate_run(train_config.run_dir, checkpoint="last", device="cpu")
     eval_s = time.perf_counter() - eval_start
     total_s = time.perf_counter() - start
+    per_operator = {
+        "by_operator": {op: s["exact_match"] for op, s in scores["by_operator"].items()},
+        "trace_exact": scores["trace_exact"],
+    } if "by_operator" in scores else {}  # fmt: skip
     return {
         "label": label,
+        "preset": preset,
         "reverse_answer": train_config.reverse_answer,
         "mask_problem": train_config.mask_problem,
         "exact_match": scores["exact_match"],
         "examples": scores["examples"],
         "by_length": {n: s["exact_match"] for n, s in scores["by_length"].items()},
+        **per_operator,
         "misses": scores["misses"],
         "max_iters": iters,
         "iters_done": iters if not stopped else last_iter[0],
@@ -168,6 +178,7 @@ def table(rows: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=float, default=600.0, help="seconds per run (600)")
+    parser.add_argument("--preset", default=PRESETS[0], choices=PRESETS, help="(addition-gpt)")
     parser.add_argument(
         "--ablation", action="store_true", help="all four reversed/masked combinations"
     )
@@ -185,6 +196,8 @@ def main() -> None:
     if args.budget < 2 * EVAL_RESERVE_S:
         sys.exit(f"--budget must be at least {2 * EVAL_RESERVE_S:.0f} seconds")
     changes = parse_sets(args.set)
+    if args.ablation and args.preset != "addition-gpt":
+        sys.exit("--ablation switches reverse_answer, which only addition-gpt has")
     combos = ABLATION if args.ablation else [(None, None)]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.run_root or tmp)
@@ -195,7 +208,7 @@ def main() -> None:
             if reverse is not None:
                 these.update(reverse_answer=reverse, mask_problem=mask)
                 label = f"{'reversed' if reverse else 'forward'}-{'masked' if mask else 'unmasked'}"
-            rows.append(run_one(args.budget, root, these, args.threads, label))
+            rows.append(run_one(args.budget, root, args.preset, these, args.threads, label))
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     print(json.dumps(rows if args.ablation else rows[0]))
     if args.ablation:
