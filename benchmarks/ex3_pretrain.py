@@ -97,7 +97,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--shakespeare", required=True, help="tiny Shakespeare's input.txt")
     parser.add_argument("--work", default="/tmp/glassbox-ex3", help="corpus and runs go here")
-    parser.add_argument("--pretrain-iters", type=int, default=6000)
+    parser.add_argument("--pretrain-iters", type=int, default=8000)
     parser.add_argument("--budgets", type=int, nargs="+", default=[100, 300, 1000, 3000])
     parser.add_argument("--reuse", action="store_true", help="keep an existing pretrained run")
     args = parser.parse_args()
