@@ -12,6 +12,7 @@ KEYS = {
     "variant",
     "changes",
     "params",
+    "active_params",
     "val_loss",
     "best_val_loss",
     "train_loss",

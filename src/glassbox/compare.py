@@ -137,9 +137,12 @@ def compare(
     on_result: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Train each variant of preset + base, one after another, and return one row each:
-    variant, changes, params, val_loss (last evaluation), best_val_loss, train_loss,
+    variant, changes, params, active_params (per token: a mixture of experts uses only
+    the experts it picks), val_loss (last evaluation), best_val_loss, train_loss,
     tokens_per_s and ms_per_iter (medians over the steps after the first SKIP), seconds
-    (the whole run, evaluations included). `on_result` sees each row as it is finished.
+    (the whole run, evaluations included), and for a mixture of experts the medians over
+    the run's last tenth of expert_imbalance, expert_max_min and dropped
+    (LanguageModel.routing_stats). `on_result` sees each row as it is finished.
 
     Runs are kept in run_root/<variant>, so any of them can be sampled or resumed later.
     They run one after another, so their tokens/s compare fairly only on a machine that
@@ -193,22 +196,32 @@ def _train_one(
     model_config: ModelConfig, train_config: TrainConfig, progress: bool
 ) -> dict[str, Any]:
     """Train one variant from scratch; its size, losses and speed."""
+    from glassbox.analysis.count import active_params
     from glassbox.models import build_model
     from glassbox.runs import load_configs
     from glassbox.train.trainer import train
 
     speeds: list[float] = []
+    routing: list[dict[str, float]] = []
 
     def record(row: dict[str, Any]) -> None:
         if row["kind"] == "train":
             speeds.append(row["tokens_per_s"])
+            if "expert_imbalance" in row:
+                routing.append(
+                    {k: row[k] for k in ("expert_imbalance", "expert_max_min", "dropped")}
+                )
 
     start = time.perf_counter()
     result = train(model_config, train_config, overwrite=True, progress=progress, callback=record)
     seconds = time.perf_counter() - start
     trained_config = load_configs(result.run_dir)[0]  # vocab_size comes from the tokenizer
+    last = routing[-len(routing) // 10 :] if routing else []  # the run's last tenth
+    balance = {k: statistics.median(r[k] for r in last) for k in last[0]} if last else {}
     return {
         "params": build_model(trained_config).num_params(),
+        "active_params": active_params(trained_config),
+        **balance,
         "val_loss": result.val_loss,
         "best_val_loss": result.best_val_loss,
         "train_loss": result.train_loss,

@@ -22,8 +22,8 @@ POS_ENCODINGS = ("learned", "sinusoidal", "rope", "alibi", "relative", "none")
 ATTENTION_IMPLS = ("auto", "sdpa", "manual")
 # Sublayer kinds a Block is built from: names of the registries in glassbox.nn.block
 # (MLPS, ATTENTIONS) and glassbox.nn.positional (POSITION_SCHEMES); a test keeps them equal.
-MLP_KINDS = ("dense",)
-ATTENTION_KINDS = ("mha",)
+MLP_KINDS = ("dense", "moe")
+ATTENTION_KINDS = ("mha", "moh")
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "swiglu")
 NORMS = ("layernorm", "rmsnorm", "batchnorm")
 NORM_PLACEMENTS = ("pre", "post")
@@ -74,15 +74,28 @@ class ModelConfig:
     # sdpa (F.scaled_dot_product_attention) | manual (the maths written out) | auto (the
     # faster of the two for the device and length; see glassbox/nn/attention.py)
     attention: str = "auto"
-    # which self-attention module: mha (multi-head; multi-query or grouped-query with
-    # n_kv_head), from glassbox.nn.block.ATTENTIONS
+    # which self-attention module, from glassbox.nn.block.ATTENTIONS: mha (multi-head;
+    # multi-query or grouped-query with n_kv_head) | moh (mixture of heads: a router
+    # weights each token's heads and keeps the top moh_active_heads of the routed ones)
     attention_kind: str = "mha"
+    moh_shared_heads: int = 0  # moh: heads every token uses, outside the routing
+    moh_active_heads: int = 0  # moh: routed heads kept per token; 0 = all of them
+    moh_balance_coef: float = 0.01  # moh: weight of the heads' load-balancing loss
     attn_only: bool = False  # blocks without MLPs: the circuits interpretability starts from
     mlp_ratio: int = 4  # hidden width of the MLP is mlp_ratio * n_embd
     # gelu (exact, erf) | gelu_tanh (GPT-2's approximation) | relu | swiglu (gated; hidden
     # width 2/3 of mlp_ratio * n_embd so the MLP keeps its parameter count)
     activation: str = "gelu"
-    mlp: str = "dense"  # which MLP module: dense (fc, activation, proj), from nn.block.MLPS
+    # which MLP module, from nn.block.MLPS: dense (fc, activation, proj) | moe (a mixture
+    # of experts, each a dense MLP of the same shape, chosen per token by a router)
+    mlp: str = "dense"
+    n_experts: int = 8  # moe: routed experts per layer
+    moe_top_k: int = 2  # moe: experts each token goes to (1: Switch, 2: Mixtral); --top-k
+    dropless: bool = True  # moe: every token reaches its experts; else capacity_factor caps
+    capacity_factor: float = 1.25  # moe without dropless: slots = factor * tokens * k / E
+    n_shared_experts: int = 0  # moe: experts every token goes through as well
+    moe_balance_coef: float = 0.01  # moe: weight of the Switch load-balancing loss
+    moe_z_coef: float = 0.001  # moe: weight of the router z-loss (ST-MoE)
     shared_embeddings: bool = True  # encoder-decoder: one token table for source and target
     norm: str = "layernorm"  # layernorm | rmsnorm | batchnorm (statistics over batch and time)
     norm_eps: float = 1e-5  # added to the variance (BERT checkpoints use 1e-12)
@@ -122,10 +135,48 @@ class ModelConfig:
             raise ConfigError(
                 f"max_relative_distance must be >= 1; got {self.max_relative_distance}"
             )
+        self._check_sparse()
         if self.pos_encoding == "rope" and self.d_head % 2:
             raise ConfigError(
                 f"rope rotates pairs of channels: d_head ({self.d_head}) must be even"
             )
+
+    def _check_sparse(self) -> None:
+        """The mixture-of-experts and mixture-of-heads settings (docs/architectures.md)."""
+        for name in ("moe_balance_coef", "moe_z_coef", "moh_balance_coef"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"{name} must be a finite number >= 0; got {value}")
+        if not (math.isfinite(self.capacity_factor) and self.capacity_factor > 0):
+            raise ConfigError(
+                f"capacity_factor must be > 0 (slots per expert = factor * tokens * top_k / "
+                f"n_experts); got {self.capacity_factor}"
+            )
+        if self.mlp == "moe":
+            if self.attn_only:
+                raise ConfigError("mlp moe replaces the MLP, and an attn_only model has none")
+            if self.n_experts < 1:
+                raise ConfigError(f"n_experts must be at least 1; got {self.n_experts}")
+            if not 1 <= self.moe_top_k <= self.n_experts:
+                raise ConfigError(
+                    f"moe_top_k (--top-k) must be between 1 and n_experts ({self.n_experts}); "
+                    f"got {self.moe_top_k}"
+                )
+            if self.n_shared_experts < 0:
+                raise ConfigError(f"n_shared_experts must be >= 0; got {self.n_shared_experts}")
+        if self.attention_kind == "moh":
+            routed = self.n_head - self.moh_shared_heads
+            if not 0 <= self.moh_shared_heads < self.n_head:
+                raise ConfigError(
+                    f"moh_shared_heads must be in [0, n_head) = [0, {self.n_head}), leaving "
+                    f"at least one head to route; got {self.moh_shared_heads}"
+                )
+            if not 0 <= self.moh_active_heads <= routed:
+                raise ConfigError(
+                    f"moh_active_heads must be in [0, {routed}] (the routed heads: n_head "
+                    f"{self.n_head} - moh_shared_heads {self.moh_shared_heads}; 0 = all); "
+                    f"got {self.moh_active_heads}"
+                )
 
     @property
     def d_head(self) -> int:

@@ -52,6 +52,29 @@ def param_table(config: ModelConfig) -> dict[str, int]:
     return table
 
 
+def active_params(config: ModelConfig) -> int:
+    """Parameters one token uses: all of them, except the routed experts of a
+    mixture-of-experts MLP that the router does not pick (n_experts - moe_top_k of them
+    per layer). Mixture-of-heads attention computes every head here, so all its
+    parameters count as active.
+
+    >>> dense = ModelConfig(vocab_size=65)
+    >>> active_params(dense) == param_table(dense)["total"]
+    True
+    """
+    with torch.device("meta"):
+        model = build_model(config)
+    total = sum(p.numel() for p in model.parameters())
+    if config.mlp != "moe":
+        return total
+    idle = config.n_experts - config.moe_top_k
+    for module in model.modules():
+        experts = getattr(module, "experts", None)
+        if isinstance(experts, torch.nn.ModuleList) and len(experts):
+            total -= idle * sum(p.numel() for p in experts[0].parameters())
+    return total
+
+
 def flops_per_token(config: ModelConfig, context: float) -> dict[str, float]:
     """Forward FLOPs for one token that attends to `context` keys, by part.
 
@@ -61,12 +84,21 @@ def flops_per_token(config: ModelConfig, context: float) -> dict[str, float]:
     only term that grows with the context. Biases, norms and softmax are left out (under
     1% for any model worth counting). For an encoder-decoder, "a token" is one source
     token through the encoder plus one target token through the decoder, whose
-    cross-attention reads `context` source positions.
+    cross-attention reads `context` source positions. A mixture-of-experts MLP costs its
+    router and the experts a token goes to (moe_top_k routed ones and the shared ones); a
+    mixture-of-heads attention costs its routers on top of every head, since every head
+    is computed here and the unpicked ones are weighted by zero.
     """
     C, L, V = config.n_embd, config.n_layer, config.vocab_size
     kv = config.kv_heads * config.d_head
     attn_weights = C * (C + 2 * kv) + C * C  # qkv and output projections
+    if config.attention_kind == "moh":  # the head router, the shared heads' scores, alphas
+        shared = config.moh_shared_heads
+        attn_weights += C * (config.n_head - shared) + (C * (shared + 2) if shared else 0)
     mlp_weights = 0 if config.attn_only else 2 * config.mlp_ratio * C * C
+    if config.mlp == "moe" and not config.attn_only:  # the experts a token uses, its router
+        mlp_weights = (config.moe_top_k + config.n_shared_experts) * mlp_weights
+        mlp_weights += C * config.n_experts
     # encoder-decoder: encoder blocks, then decoder blocks with a cross-attention each
     stacks, attentions = (2, 3) if config.arch == "encoder-decoder" else (1, 1)
     dense = 2 * L * (stacks * (attn_weights + mlp_weights) + (attentions - stacks) * attn_weights)
@@ -100,7 +132,10 @@ def count_report(
         raise GlassboxError(f"batch_size must be a positive integer; got {batch_size}")
     T = context or config.block_size
     params = param_table(config)
-    non_embedding = params["total"] - params["token embedding"] - params["position embedding"]
+    active = active_params(config)
+    embedding = params["token embedding"] + params["position embedding"]
+    non_embedding = params["total"] - embedding
+    active_non_embedding = active - embedding  # the 2N and 6N rules count what a token uses
     decode = flops_per_token(config, T)  # the last token of a full window
     train = flops_per_token(config, (T + 1) / 2)
     per_token = kv_cache_bytes(config, dtype)
@@ -108,10 +143,11 @@ def count_report(
         "config": vars(config),
         "params": params,
         "non_embedding_params": non_embedding,
+        "active_params": active,  # per token: the experts a router picks, not all of them
         "flops_per_token": {
             "forward_at_context": decode["total"],
-            "forward_2n_rule": 2 * non_embedding,
-            "training_6n_rule": 6 * non_embedding,
+            "forward_2n_rule": 2 * active_non_embedding,
+            "training_6n_rule": 6 * active_non_embedding,
             "training": 3 * train["total"],
             "forward_parts": decode,
         },
@@ -136,6 +172,13 @@ def describe_count(report: dict[str, Any]) -> str:
     lines += [
         "(the head is the token embedding, transposed: tied weights count once)",
         f"non-embedding parameters N = {report['non_embedding_params']:,}",
+    ]
+    if report["active_params"] != params["total"]:
+        lines.append(
+            f"active parameters per token: {report['active_params']:,} of {params['total']:,} "
+            "(the experts a router picks)"
+        )
+    lines += [
         "",
         f"forward FLOPs per token at context {kv['context']}: {flops['forward_at_context']:,.0f}"
         f"  (2N rule: {flops['forward_2n_rule']:,})",

@@ -106,6 +106,7 @@ def inspect_run(
     target: str | None = None,
     html: Path | str | None = None,
     png: Path | str | None = None,
+    routing: bool = False,
 ) -> dict[str, Any]:
     """Run the requested analyses on a decoder or encoder run; returns a JSON-ready dict.
     An encoder reads the prompt after a [CLS] token, as in training."""
@@ -116,7 +117,7 @@ def inspect_run(
     model, tokenizer = runs.load_model(run_dir)
     arch = model.config.arch
     if arch == "encoder-decoder":
-        if heads or circuits or lens or target or prompt is None:
+        if heads or circuits or lens or target or routing or prompt is None:
             raise GlassboxError(
                 "for an encoder-decoder, inspect draws the attention of one --prompt "
                 "(a source) with --html and --png; the other analyses read one stack"
@@ -129,8 +130,8 @@ def inspect_run(
     if circuits:
         report["circuits"] = circuits_report(model)
     if prompt is None:
-        if lens or target or html or png:
-            raise GlassboxError("--lens, --dla, --html and --png read a --prompt")
+        if lens or target or html or png or routing:
+            raise GlassboxError("--lens, --dla, --routing, --html and --png read a --prompt")
         return report
     ids = tokenizer.encode(prompt)
     if not ids:
@@ -155,6 +156,8 @@ def inspect_run(
             ]
             for row, layer in enumerate(result["layers"])
         }
+    if routing:
+        report["routing"] = routing_report(model, tokens)
     if target is not None:
         target_ids = tokenizer.encode(target)
         if len(target_ids) != 1:
@@ -170,6 +173,36 @@ def inspect_run(
         if png:
             report["png"] = [str(p) for p in plot_patterns(patterns, names, Path(png))]
     return report
+
+
+def routing_report(model, tokens: Tensor) -> dict[str, Any]:
+    """Where a sparse model sends each token of `tokens` (1, T): per mixture-of-experts
+    layer the experts each token goes to (first choice first) and how many tokens each
+    expert takes; per mixture-of-heads layer the heads each token uses."""
+    wanted = ("hook_experts", "hook_head_weights")
+    _, cache = model.run_with_cache(tokens, names_filter=lambda name: name.endswith(wanted))
+    if not cache:
+        raise GlassboxError(
+            "--routing shows a sparse model's routing; this model has no router "
+            "(train one with --mlp moe or --attention-kind moh)"
+        )
+    report: dict[str, Any] = {}
+    for name in sorted(cache, key=_layer_order):
+        layer = name.rsplit(".", 1)[0]  # blocks.0.mlp
+        if name.endswith("hook_experts"):
+            chosen = cache[name][0]  # (T, K)
+            n_experts = model.config.n_experts
+            load = torch.bincount(chosen.flatten(), minlength=n_experts)  # (E,)
+            report[layer] = {"experts": chosen.tolist(), "load": load.tolist()}
+        else:
+            gates = cache[name][0]  # (T, H)
+            report[layer] = {"heads": [row.nonzero().flatten().tolist() for row in gates]}
+    return report
+
+
+def _layer_order(name: str) -> tuple[int, str]:
+    parts = name.split(".")
+    return (int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else -1, name)
 
 
 def seq2seq_attention(
@@ -307,6 +340,18 @@ def describe_inspection(report: dict[str, Any]) -> str:
         lines.append("logit lens at the last position (top predictions per layer)")
         for layer, top in report["lens"].items():
             lines.append(f"  {layer:<10}" + "  ".join(f"{t!r} {p:.3f}" for t, p in top))
+    if "routing" in report:
+        tokens = report["tokens"]
+        for layer, route in report["routing"].items():
+            if "experts" in route:
+                lines.append(f"{layer}: experts per token (first choice first)")
+                lines += [f"  {t!r:<12} " + ",".join(map(str, e))
+                          for t, e in zip(tokens, route["experts"], strict=True)]  # fmt: skip
+                lines.append("  tokens per expert: " + " ".join(map(str, route["load"])))
+            else:
+                lines.append(f"{layer}: heads each token uses")
+                lines += [f"  {t!r:<12} " + ",".join(map(str, h))
+                          for t, h in zip(tokens, route["heads"], strict=True)]  # fmt: skip
     if "dla" in report:
         dla = report["dla"]
         lines.append(f"direct logit attribution of {dla['target']!r} (logit {dla['logit']:.3f})")
@@ -317,5 +362,5 @@ def describe_inspection(report: dict[str, Any]) -> str:
             lines.append(f"wrote {report[key]}")
     return (
         "\n".join(lines)
-        or "nothing asked: pass --heads, --circuits, --lens, --dla, --html or --png"
+        or "nothing asked: pass --heads, --circuits, --lens, --dla, --routing, --html or --png"
     )

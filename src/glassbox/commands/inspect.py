@@ -23,6 +23,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--lens", action="store_true", help="logit lens at the last position")
     p.add_argument("--top-k", type=int, default=5, help="predictions per layer (5)")
+    p.add_argument(
+        "--routing", action="store_true", help="a sparse model's experts or heads per token"
+    )
     p.add_argument("--dla", default=None, metavar="TOKEN", help="attribute this next token")
     p.add_argument("--html", default=None, help="write an attention page here")
     p.add_argument("--png", default=None, metavar="DIR", help="write attention heatmaps here")
@@ -35,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     report = inspect_run(
         args.run, args.prompt, heads=args.heads, circuits=args.circuits, lens=args.lens,
-        top_k=args.top_k, target=args.dla, html=args.html, png=args.png,
+        top_k=args.top_k, target=args.dla, html=args.html, png=args.png, routing=args.routing,
     )  # fmt: skip
     print(json.dumps(report, ensure_ascii=False) if args.json else describe_inspection(report))
     return 0

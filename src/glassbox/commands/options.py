@@ -36,7 +36,7 @@ CHOICES = {
     "tokenizer": TOKENIZERS,
 }
 NOT_FLAGS = {"vocab_size"}  # set from the tokenizer, never by hand
-ALIASES = {"run_dir": ["--run"], "bpe_vocab_size": ["--vocab-size"]}
+ALIASES = {"run_dir": ["--run"], "bpe_vocab_size": ["--vocab-size"], "moe_top_k": ["--top-k"]}
 MEANING = {  # what a bare "(char-small: X)" would not tell
     "data": "default | shakespeare | a UTF-8 file | a folder | a glob like 'src/**/*.py' "
     "(quoted, so that the shell leaves it to glassbox)",

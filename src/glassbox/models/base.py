@@ -60,6 +60,25 @@ class LanguageModel(HookedModel):
             return self.tok_emb.weight.new_zeros(())
         return torch.stack([v.float() for v in values]).sum()
 
+    def routing_stats(self) -> dict[str, float]:
+        """How evenly the mixture-of-experts layers spread the latest forward pass's
+        tokens, for the metrics log and the progress bar, as means over layers:
+        `expert_imbalance`, the most tokens an expert served over the mean per expert
+        (1.0 when even); `expert_max_min`, the most over the fewest (an expert that
+        served none counts as 1); `dropped`, the fraction of assignments past an
+        expert's capacity. Empty for a model without experts."""
+        routers = [m for m in self.modules() if getattr(m, "last_load", None) is not None]
+        if not routers:
+            return {}
+        loads = [m.last_load.float() for m in routers]  # (E,) each
+        dropped = [float(m.last_dropped) for m in routers]
+        n = len(loads)
+        return {
+            "expert_imbalance": sum(float(x.max() / x.mean().clamp_min(1e-9)) for x in loads) / n,
+            "expert_max_min": sum(float(x.max() / x.min().clamp_min(1.0)) for x in loads) / n,
+            "dropped": sum(dropped) / n,
+        }
+
     def num_params(self, include_positions: bool = True) -> int:
         """Parameters of the model; the tied embedding/unembedding matrix counts once.
         Without positions: less the position tables (learned positions' pos_emb)."""

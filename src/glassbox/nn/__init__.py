@@ -5,6 +5,8 @@ from glassbox.nn.aux_losses import AuxLossSource
 from glassbox.nn.block import ATTENTIONS, MLPS, Block
 from glassbox.nn.kv_cache import KVCache
 from glassbox.nn.mlp import MLP
+from glassbox.nn.moe import MoE
+from glassbox.nn.moh import MixtureOfHeads
 from glassbox.nn.positional import (
     POSITION_SCHEMES,
     LearnedPositions,
@@ -19,10 +21,12 @@ __all__ = [
     "ATTENTIONS",
     "MLP",
     "MLPS",
+    "MoE",
     "POSITION_SCHEMES",
     "AuxLossSource",
     "Block",
     "KVCache",
+    "MixtureOfHeads",
     "CrossAttention",
     "SelfAttention",
     "Stack",

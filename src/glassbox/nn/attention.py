@@ -307,7 +307,13 @@ class SelfAttention(Attention):
                 raise GlassboxError("relative positions need the offsets a Stack passes")
             relative = self.relative(positions.offsets)  # (T, S, D) each
         z = self.attend(q, k, v, causal=causal, bias=bias, relative=relative)
-        return self.out(z)
+        return self.out(self.weigh_heads(z, x))
+
+    def weigh_heads(self, z: Tensor, x: Tensor) -> Tensor:
+        """The heads z (B, T, H, D) as the output projection will sum them, given the
+        sublayer's input x (B, T, C). Multi-head attention sums every head equally, so z
+        is returned as it is; a mixture of heads (glassbox.nn.moh) weighs them per token."""
+        return z
 
 
 class CrossAttention(Attention):

@@ -19,6 +19,8 @@ from glassbox.nn.attention import CrossAttention, SelfAttention
 from glassbox.nn.hooks import HookPoint
 from glassbox.nn.kv_cache import KVCache
 from glassbox.nn.mlp import MLP
+from glassbox.nn.moe import MoE
+from glassbox.nn.moh import MixtureOfHeads
 from glassbox.nn.norms import make_norm
 from glassbox.nn.positional import NO_POSITIONS, PositionContext
 
@@ -31,8 +33,8 @@ from glassbox.nn.positional import NO_POSITIONS, PositionContext
 # (B, T, C); analyses also read its n_head, W_Q, W_K, W_V and W_O. Either may record
 # auxiliary losses (glassbox.nn.aux_losses). A Linear named `proj` writes into the
 # residual stream and gets the scaled initialization (init_weights in glassbox.nn.stack).
-MLPS: dict[str, type[nn.Module]] = {"dense": MLP}
-ATTENTIONS: dict[str, type[nn.Module]] = {"mha": SelfAttention}
+MLPS: dict[str, type[nn.Module]] = {"dense": MLP, "moe": MoE}
+ATTENTIONS: dict[str, type[nn.Module]] = {"mha": SelfAttention, "moh": MixtureOfHeads}
 
 
 class Block(nn.Module):

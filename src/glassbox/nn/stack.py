@@ -153,9 +153,12 @@ def init_weights(model: nn.Module, n_layer: int) -> None:
     projections that write into the residual stream scaled by 1/√(2·n_layer), because
     each block adds two such terms and the stream's variance would otherwise grow with
     depth. Those projections are the Linear layers named `proj` inside a block's
-    sublayers (attention, cross-attention, MLP, or each expert of a plugged-in MLP)."""
+    sublayers (attention, cross-attention, MLP, or each expert of a plugged-in MLP). A
+    Linear marked `zero_init` (a mixture-of-heads router) starts at zero instead."""
     for module in model.modules():
-        if isinstance(module, (nn.Linear, nn.Embedding)):
+        if getattr(module, "zero_init", False):
+            nn.init.zeros_(module.weight)
+        elif isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)

@@ -179,9 +179,14 @@ def _loop(session: _Session, start: int, *, progress: bool) -> TrainResult:
             if it == tc.max_iters:
                 break
             loss, lr, tokens_per_s = session.step(it)
+            routing = {
+                "imbalance": f"{session.routing['expert_imbalance']:.2f}",
+                "dropped": f"{session.routing['dropped']:.1%}",
+            } if session.routing else {}  # fmt: skip
             bar.set_postfix(
-                loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{tokens_per_s:,.0f}", refresh=False
-            )
+                loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{tokens_per_s:,.0f}", **routing,
+                refresh=False,
+            )  # fmt: skip
             bar.update()
     finally:
         bar.close()
@@ -225,6 +230,7 @@ class _Session:
         self.times: list[float] = []  # ms per step, this session only
         self.tokens_per_step = self.objective.tokens_per_batch * tc.grad_accum
         self.metrics = None  # opened by _loop, after a resume has trimmed the file
+        self.routing: dict[str, float] = {}  # routing_stats of the latest step
 
     def restore(self) -> int:
         """Load the last checkpoint; returns the iteration to continue from."""
@@ -326,16 +332,10 @@ class _Session:
         dt = time.perf_counter() - t0
         self.times.append(dt * 1000)
         tokens_per_s = self.tokens_per_step / dt
-        self.log(
-            {
-                "kind": "train",
-                "iter": it,
-                "loss": loss_sum,
-                "lr": lr,
-                "ms": dt * 1000,
-                "tokens_per_s": tokens_per_s,
-            }
-        )
+        self.routing = self.model.routing_stats()  # experts' balance, last micro-batch
+        row = {"kind": "train", "iter": it, "loss": loss_sum, "lr": lr, "ms": dt * 1000,
+               "tokens_per_s": tokens_per_s, **self.routing}  # fmt: skip
+        self.log(row)
         return loss_sum, lr, tokens_per_s
 
 
