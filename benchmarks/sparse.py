@@ -20,10 +20,12 @@ Two measurements, printed as JSON (stdout) and markdown tables (stderr):
    ratio and its spread.
 
 The variants, with char-small's shape (4 layers, 4 heads, 128 wide, MLP 4x wide):
-- moe: 8 experts, top-2, each expert an MLP 2x wide: as many active MLP parameters per
-  token as the dense model (2 experts x 2x = 4x), four times as many in total;
-- moe, no balancing: the same without the Switch load-balancing loss;
-- dense, 16x MLP: a dense model with as many parameters in total as the moe one;
+- moe 4x top-1 (Switch): 4 experts, each the dense MLP; a token uses one, so the model
+  has as many active parameters per token as the dense one (plus a router), and four
+  times the MLP parameters in total; also without the load-balancing loss;
+- moe 8x top-2 (Mixtral-style): 8 experts, each an MLP 2x wide, 2 per token: again the
+  dense model's active MLP parameters, four times as many in total;
+- dense 16x MLP: a dense model with as many parameters in total as the moe ones;
 - moh 50/75/100%: mixture-of-heads attention keeping 2, 3 or 4 of the 4 heads per token.
 """
 
@@ -47,8 +49,9 @@ from glassbox.train.optim import configure_optimizer
 DENSE = "dense"
 VARIANTS = [
     DENSE,
+    "moe 4x top-1 (= active):mlp=moe,n_experts=4,moe_top_k=1",
+    "moe 4x top-1, no balancing:mlp=moe,n_experts=4,moe_top_k=1,moe_balance_coef=0",
     "moe 8x top-2 (= active):mlp=moe,n_experts=8,moe_top_k=2,mlp_ratio=2",
-    "moe, no balancing:mlp=moe,n_experts=8,moe_top_k=2,mlp_ratio=2,moe_balance_coef=0",
     "dense 16x MLP (= total):mlp_ratio=16",
     "moh 50%:attention_kind=moh,moh_active_heads=2",
     "moh 75%:attention_kind=moh,moh_active_heads=3",

@@ -98,7 +98,8 @@ class MoE(AuxLossSource, nn.Module):
         """x (N, C), experts and weights (N, K) -> the weighted expert outputs (N, C).
 
         The N*K assignments are ordered by priority (choice, then token), stably sorted by
-        expert, cut at each expert's capacity, and each expert runs once on its rows.
+        expert and cut at each expert's capacity; the served rows are gathered once, each
+        expert runs once on its slice, and one index_add puts the weighted outputs back.
         """
         N, K = experts.shape
         choice_major = experts.t().reshape(-1)  # (K*N,): first choices of all tokens, ...
@@ -116,15 +117,13 @@ class MoE(AuxLossSource, nn.Module):
         self.last_load = served.detach()
         self.last_dropped = 1.0 - sum(sizes) / (N * K) if N else 0.0
         flat_weights = weights.t().reshape(-1)  # (K*N,) in the order of choice_major
-        out = torch.zeros_like(x)  # (N, C)
-        for e, rows in enumerate(order.split(sizes)):
-            if not sizes[e]:
-                continue
-            token = tokens[rows]  # (n_e,)
-            y = self.experts[e](x[token])  # (n_e, C)
-            y = y * flat_weights[rows].to(y.dtype)[:, None]
-            out.index_add_(0, token, y.to(out.dtype))
-        return out
+        token = tokens[order]  # (M,) the token of each served assignment, by expert
+        rows = x.index_select(0, token)  # (M, C): one gather (its backward: one index_add)
+        outputs = [self.experts[e](chunk) for e, chunk in enumerate(rows.split(sizes)) if sizes[e]]
+        if not outputs:
+            return torch.zeros_like(x)
+        y = torch.cat(outputs) * flat_weights.index_select(0, order).to(x.dtype)[:, None]
+        return torch.zeros_like(x).index_add_(0, token, y)  # (N, C): a token's K outputs add
 
     def record_losses(self, logits: Tensor, probs: Tensor, experts: Tensor) -> None:
         """Switch's balancing loss E * sum_e f_e * P_e (f_e: the fraction of assignments,
