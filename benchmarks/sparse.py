@@ -40,7 +40,7 @@ import time
 
 import torch
 
-from glassbox.compare import compare
+from glassbox.compare import compare, parse_variant
 from glassbox.config import from_preset
 from glassbox.models import build_model
 from glassbox.train.objectives import lm_loss
@@ -48,11 +48,11 @@ from glassbox.train.optim import configure_optimizer
 
 DENSE = "dense"
 VARIANTS = [
-    DENSE,
-    "moe 4x top-1 (= active):mlp=moe,n_experts=4,moe_top_k=1",
+    f"{DENSE}:",  # a named baseline: char-small unchanged
+    "moe 4x top-1 (same active):mlp=moe,n_experts=4,moe_top_k=1",
     "moe 4x top-1, no balancing:mlp=moe,n_experts=4,moe_top_k=1,moe_balance_coef=0",
-    "moe 8x top-2 (= active):mlp=moe,n_experts=8,moe_top_k=2,mlp_ratio=2",
-    "dense 16x MLP (= total):mlp_ratio=16",
+    "moe 8x top-2 (same active):mlp=moe,n_experts=8,moe_top_k=2,mlp_ratio=2",
+    "dense 16x MLP (same total):mlp_ratio=16",
     "moh 50%:attention_kind=moh,moh_active_heads=2",
     "moh 75%:attention_kind=moh,moh_active_heads=3",
     "moh 100%:attention_kind=moh,moh_active_heads=4",
@@ -60,9 +60,8 @@ VARIANTS = [
 
 
 def changes_of(spec: str) -> dict[str, str]:
-    if ":" not in spec:
-        return {}
-    return dict(item.split("=") for item in spec.split(":", 1)[1].split(","))
+    body = spec.partition(":")[2]
+    return dict(item.split("=") for item in body.split(",")) if body else {}
 
 
 def name_of(spec: str) -> str:
@@ -135,6 +134,8 @@ def main() -> None:
     parser.add_argument("--speed-rounds", type=int, default=5, help="pairs of slices (5)")
     parser.add_argument("--skip-quality", action="store_true", help="measure speed only")
     args = parser.parse_args()
+    for spec in VARIANTS:  # a bad variant fails now, not after the speed measurement
+        parse_variant(spec)
     result: dict = {"max_iters": args.max_iters, "speed": {}, "quality": {}}
     for spec in VARIANTS[1:]:
         result["speed"][name_of(spec)] = speed_ratios(
