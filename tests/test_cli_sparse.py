@@ -41,6 +41,11 @@ def test_an_moe_run_logs_how_evenly_its_experts_are_used(moe_run):
     assert rows and all(row["expert_imbalance"] >= 1.0 for row in rows)
     assert all(row["expert_max_min"] >= row["expert_imbalance"] for row in rows)
     assert all(row["dropped"] == 0.0 for row in rows)  # dropless by default
+    for row in rows:  # tokens each expert served, per layer: 4 experts, top-2 of 4x16 tokens
+        assert sorted(row["expert_load"]) == ["blocks.0.mlp", "blocks.1.mlp"]
+        assert all(
+            len(load) == 4 and sum(load) == 2 * 4 * 16 for load in row["expert_load"].values()
+        )
 
 
 def test_inspect_routing_shows_each_tokens_experts(moe_run, capsys):

@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -60,23 +62,26 @@ class LanguageModel(HookedModel):
             return self.tok_emb.weight.new_zeros(())
         return torch.stack([v.float() for v in values]).sum()
 
-    def routing_stats(self) -> dict[str, float]:
+    def routing_stats(self) -> dict[str, Any]:
         """How evenly the mixture-of-experts layers spread the latest forward pass's
         tokens, for the metrics log and the progress bar, as means over layers:
         `expert_imbalance`, the most tokens an expert served over the mean per expert
         (1.0 when even); `expert_max_min`, the most over the fewest (an expert that
         served none counts as 1); `dropped`, the fraction of assignments past an
-        expert's capacity. Empty for a model without experts."""
-        routers = [m for m in self.modules() if getattr(m, "last_load", None) is not None]
+        expert's capacity; and `expert_load`, the assignments each expert served, per
+        layer. Empty for a model without experts."""
+        routers = [(name, m) for name, m in self.named_modules()
+                   if getattr(m, "last_load", None) is not None]  # fmt: skip
         if not routers:
             return {}
-        loads = [m.last_load.float() for m in routers]  # (E,) each
-        dropped = [float(m.last_dropped) for m in routers]
+        loads = [m.last_load.float() for _, m in routers]  # (E,) each
+        dropped = [float(m.last_dropped) for _, m in routers]
         n = len(loads)
         return {
             "expert_imbalance": sum(float(x.max() / x.mean().clamp_min(1e-9)) for x in loads) / n,
             "expert_max_min": sum(float(x.max() / x.min().clamp_min(1.0)) for x in loads) / n,
             "dropped": sum(dropped) / n,
+            "expert_load": {name: m.last_load.tolist() for name, m in routers},
         }
 
     def num_params(self, include_positions: bool = True) -> int:

@@ -230,7 +230,7 @@ class _Session:
         self.times: list[float] = []  # ms per step, this session only
         self.tokens_per_step = self.objective.tokens_per_batch * tc.grad_accum
         self.metrics = None  # opened by _loop, after a resume has trimmed the file
-        self.routing: dict[str, float] = {}  # routing_stats of the latest step
+        self.routing: dict[str, Any] = {}  # routing_stats of the latest step
 
     def restore(self) -> int:
         """Load the last checkpoint; returns the iteration to continue from."""
