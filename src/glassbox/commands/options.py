@@ -40,7 +40,23 @@ ALIASES = {"run_dir": ["--run"], "bpe_vocab_size": ["--vocab-size"], "moe_top_k"
 MEANING = {  # what a bare "(char-small: X)" would not tell
     "data": "default | shakespeare | a UTF-8 file | a folder | a glob like 'src/**/*.py' "
     "(quoted, so that the shell leaves it to glassbox)",
+    "mlp": "dense, or moe: a mixture of experts (docs/architectures.md)",
+    "n_experts": "moe: routed experts per layer",
+    "moe_top_k": "moe: experts per token (1: Switch, 2: Mixtral-style)",
+    "dropless": "moe: serve every token; --no-dropless caps each expert in training",
+    "capacity_factor": "moe with --no-dropless: slots per expert = factor * tokens * k / E",
+    "n_shared_experts": "moe: experts every token also goes through",
+    "moe_balance_coef": "moe: weight of the load-balancing loss",
+    "moe_z_coef": "moe: weight of the router z-loss",
+    "attention_kind": "mha, or moh: a mixture of heads (docs/architectures.md)",
+    "moh_shared_heads": "moh: heads every token uses",
+    "moh_active_heads": "moh: routed heads each token keeps (0: all)",
+    "moh_balance_coef": "moh: weight of the heads' load-balancing loss",
 }
+
+
+def _help(name: str, default: Any) -> str:
+    return " ".join(filter(None, [MEANING.get(name), f"(char-small: {default})"]))
 
 
 def flag(name: str) -> str:
@@ -69,7 +85,7 @@ def add_config_flags(
                     dest=f.name,
                     default=None,
                     action=argparse.BooleanOptionalAction,
-                    help=f"(char-small: {default})",
+                    help=_help(f.name, default),
                 )
             else:
                 kind = {"int": int, "float": float, "str": str}[str(f.type)]
@@ -80,7 +96,7 @@ def add_config_flags(
                     default=None,
                     choices=CHOICES.get(f.name),
                     metavar=f.name.upper(),
-                    help=" ".join(filter(None, [MEANING.get(f.name), f"(char-small: {default})"])),
+                    help=_help(f.name, default),
                 )
     parser.set_defaults(config_names=names)
     return names
