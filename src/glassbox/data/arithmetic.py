@@ -32,7 +32,7 @@ in, so a resumed run replays the same problems.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Set
+from collections.abc import Callable, Iterable, Set
 
 import torch
 from torch import Tensor
@@ -62,14 +62,7 @@ class AdditionTask:
     problem_size = 2  # a problem is (a, b)
 
     def __init__(self, min_len: int = 1, max_len: int = 5, *, reverse: bool = True) -> None:
-        for label, value in (("min_len", min_len), ("max_len", max_len)):
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise TaskError(f"{label} of task {TASK} must be an integer, not {value!r}")
-        if not 1 <= min_len <= max_len <= MAX_DIGITS:
-            raise TaskError(
-                f"task {TASK} needs 1 <= min_len <= max_len <= {MAX_DIGITS} digits, "
-                f"got min_len={min_len}, max_len={max_len}"
-            )
+        check_lengths(TASK, min_len, max_len, MAX_DIGITS)
         self.min_len, self.max_len, self.reverse = min_len, max_len, reverse
         self.tokenizer = TaskTokenizer(SYMBOLS)
         self.zero, self.plus, self.equals = self.tokenizer.encode("0+=")
@@ -115,18 +108,7 @@ class AdditionTask:
     ) -> Tensor:
         """k random problems as operands (k, 2); problems in `exclude` are redrawn, so
         held-out problems never reach training."""
-        if k < 1:
-            raise TaskError(f"batch_size must be at least 1, got {k}")
-        operands = self._draw(k, generator)
-        for _ in range(MAX_DRAWS):
-            redo = [i for i, ab in enumerate(map(tuple, operands.tolist())) if ab in exclude]
-            if not redo:
-                return operands
-            operands[redo] = self._draw(len(redo), generator)
-        raise TaskError(
-            f"no problem outside `exclude` after {MAX_DRAWS} draws: it holds {len(exclude)} "
-            f"of the {self.num_sources} problems of task {TASK}"
-        )
+        return draw_excluding(self._draw, k, generator, exclude, self)
 
     def _draw(self, k: int, generator: torch.Generator) -> Tensor:
         return random_numbers(k, self.min_len, self.max_len, generator)  # (k, 2)
@@ -181,23 +163,60 @@ class AdditionTask:
     def held_out(self, n: int, seed: int) -> list[tuple[str, str]]:
         """n distinct (problem, sum) pairs such as ("123+45", "168"), drawn from their own
         generator seeded with `seed`, so the same seed always names the same set."""
-        if n < 0:
-            raise TaskError(f"cannot hold out a negative number of examples ({n})")
-        if n > self.num_sources:
-            raise TaskError(
-                f"task {TASK} has only {self.num_sources} distinct problems; cannot hold out {n}"
-            )
-        generator = torch.Generator().manual_seed(seed)
-        seen: dict[tuple[int, int], None] = {}  # insertion-ordered set
-        for _ in range(MAX_DRAWS):
-            if len(seen) >= n:
-                break
-            # at least 64 per round, so that the last few rare problems do not take a round each
-            operands = self._draw(max(n - len(seen), 64), generator)
-            seen.update(dict.fromkeys(map(tuple, operands.tolist())))
-        else:
-            raise TaskError(f"drew fewer than {n} distinct problems in {MAX_DRAWS} rounds")
-        return [(f"{a}+{b}", str(a + b)) for a, b in list(seen)[:n]]
+        return [(f"{a}+{b}", str(a + b)) for a, b in distinct_problems(self._draw, n, seed, self)]
+
+
+def check_lengths(task: str, min_len: int, max_len: int, max_digits: int) -> None:
+    """Operand lengths a task can draw: integers with 1 <= min_len <= max_len <= max_digits."""
+    for label, value in (("min_len", min_len), ("max_len", max_len)):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TaskError(f"{label} of task {task} must be an integer, not {value!r}")
+    if not 1 <= min_len <= max_len <= max_digits:
+        raise TaskError(
+            f"task {task} needs 1 <= min_len <= max_len <= {max_digits} digits, "
+            f"got min_len={min_len}, max_len={max_len}"
+        )
+
+
+def draw_excluding(
+    draw: Callable[[int, torch.Generator], Tensor], k: int, generator: torch.Generator,
+    exclude: Set[tuple[int, ...]], task,
+) -> Tensor:  # fmt: skip
+    """k problems from draw(k, generator) (k, width), any that is in `exclude` drawn again,
+    so that a task's held-out problems never reach training."""
+    if k < 1:
+        raise TaskError(f"batch_size must be at least 1, got {k}")
+    problems = draw(k, generator)
+    for _ in range(MAX_DRAWS):
+        redo = [i for i, p in enumerate(map(tuple, problems.tolist())) if p in exclude]
+        if not redo:
+            return problems
+        problems[redo] = draw(len(redo), generator)
+    raise TaskError(
+        f"no problem outside `exclude` after {MAX_DRAWS} draws: it holds {len(exclude)} "
+        f"of the {task.num_sources} problems of task {task.name}"
+    )
+
+
+def distinct_problems(
+    draw: Callable[[int, torch.Generator], Tensor], n: int, seed: int, task
+) -> list[tuple[int, ...]]:
+    """n distinct problems from draw, with their own generator seeded with `seed`, so the
+    same seed always names the same set (a task's held-out problems)."""
+    if n < 0:
+        raise TaskError(f"cannot hold out a negative number of examples ({n})")
+    if n > task.num_sources:
+        raise TaskError(
+            f"task {task.name} has only {task.num_sources} distinct problems; cannot hold out {n}"
+        )
+    generator = torch.Generator().manual_seed(seed)
+    seen: dict[tuple[int, ...], None] = {}  # insertion-ordered set
+    for _ in range(MAX_DRAWS):
+        if len(seen) >= n:
+            return list(seen)[:n]
+        # at least 64 per round, so that the last few rare problems do not take a round each
+        seen.update(dict.fromkeys(map(tuple, draw(max(n - len(seen), 64), generator).tolist())))
+    raise TaskError(f"drew fewer than {n} distinct problems in {MAX_DRAWS} rounds")
 
 
 def random_numbers(k: int, min_len: int, max_len: int, generator: torch.Generator) -> Tensor:

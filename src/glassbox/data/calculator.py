@@ -40,8 +40,13 @@ from collections.abc import Iterable, Set
 import torch
 from torch import Tensor
 
-from glassbox.data.arithmetic import random_numbers
-from glassbox.data.tasks import DIGITS, EOS, MAX_DRAWS, PAD, TaskError, TaskTokenizer
+from glassbox.data.arithmetic import (
+    check_lengths,
+    distinct_problems,
+    draw_excluding,
+    random_numbers,
+)
+from glassbox.data.tasks import DIGITS, EOS, PAD, TaskError, TaskTokenizer
 
 TASK = "calculator"
 OPS = "+-*/"
@@ -78,14 +83,7 @@ class CalculatorTask:
     problem_size = 3  # a problem is (op, a, b)
 
     def __init__(self, min_len: int = 1, max_len: int = 3) -> None:
-        for label, value in (("min_len", min_len), ("max_len", max_len)):
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise TaskError(f"{label} of task {TASK} must be an integer, not {value!r}")
-        if not 1 <= min_len <= max_len <= MAX_DIGITS:
-            raise TaskError(
-                f"task {TASK} needs 1 <= min_len <= max_len <= {MAX_DIGITS} digits, "
-                f"got min_len={min_len}, max_len={max_len}"
-            )
+        check_lengths(TASK, min_len, max_len, MAX_DIGITS)
         self.min_len, self.max_len = min_len, max_len
         self.tokenizer = TaskTokenizer(SYMBOLS)
         self.prompt_len = 2 * max_len + 2  # a op b =
@@ -229,18 +227,7 @@ class CalculatorTask:
     ) -> Tensor:
         """k random problems (k, 3): an operator drawn uniformly, then two operands;
         problems in `exclude` are redrawn, so held-out problems never reach training."""
-        if k < 1:
-            raise TaskError(f"batch_size must be at least 1, got {k}")
-        problems = self._draw(k, generator)
-        for _ in range(MAX_DRAWS):
-            redo = [i for i, p in enumerate(map(tuple, problems.tolist())) if p in exclude]
-            if not redo:
-                return problems
-            problems[redo] = self._draw(len(redo), generator)
-        raise TaskError(
-            f"no problem outside `exclude` after {MAX_DRAWS} draws: it holds {len(exclude)} "
-            f"of the {self.num_sources} problems of task {TASK}"
-        )
+        return draw_excluding(self._draw, k, generator, exclude, self)
 
     def _draw(self, k: int, generator: torch.Generator) -> Tensor:
         ops = torch.randint(len(OPS), (k, 1), generator=generator)  # (k, 1)
@@ -253,23 +240,8 @@ class CalculatorTask:
     def held_out(self, n: int, seed: int) -> list[tuple[str, str]]:
         """n distinct (problem, answer) pairs such as ("12*34", "408"), from their own
         generator seeded with `seed`, so the same seed always names the same set."""
-        if n < 0:
-            raise TaskError(f"cannot hold out a negative number of examples ({n})")
-        if n > self.num_sources:
-            raise TaskError(
-                f"task {TASK} has only {self.num_sources} distinct problems; cannot hold out {n}"
-            )
-        generator = torch.Generator().manual_seed(seed)
-        seen: dict[tuple[int, int, int], None] = {}  # insertion-ordered set
-        for _ in range(MAX_DRAWS):
-            if len(seen) >= n:
-                break
-            seen.update(
-                dict.fromkeys(map(tuple, self._draw(max(n - len(seen), 64), generator).tolist()))
-            )
-        else:
-            raise TaskError(f"drew fewer than {n} distinct problems in {MAX_DRAWS} rounds")
-        return [(f"{a}{OPS[op]}{b}", _answer(op, a, b)) for op, a, b in list(seen)[:n]]
+        problems = distinct_problems(self._draw, n, seed, self)
+        return [(f"{a}{OPS[op]}{b}", _answer(op, a, b)) for op, a, b in problems]
 
     # -- showing a trace ----------------------------------------------------------------
 
