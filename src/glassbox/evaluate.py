@@ -81,11 +81,7 @@ def problem_exact_match(model, task, pairs: list[tuple[str, str]]) -> dict[str, 
 
         outputs = answer(model, task, problems)
         extra["reversed"] = task.reverse
-    misses = [
-        {"source": p, "target": t, "output": o}
-        for (p, t), o in zip(pairs, outputs, strict=True)
-        if o != t
-    ]
+    misses = _misses(pairs, outputs)
     return {
         "exact_match": 1 - len(misses) / len(pairs),
         "examples": len(pairs),
@@ -93,6 +89,15 @@ def problem_exact_match(model, task, pairs: list[tuple[str, str]]) -> dict[str, 
         **extra,
         "misses": misses[:5],
     }
+
+
+def _misses(pairs: list[tuple[str, str]], outputs: list[str]) -> list[dict[str, str]]:
+    """The (source, target) pairs whose output is not the target, with that output."""
+    return [
+        {"source": source, "target": target, "output": output}
+        for (source, target), output in zip(pairs, outputs, strict=True)
+        if output != target
+    ]
 
 
 def _grouped(keys: list, pairs: list[tuple[str, str]], outputs: list[str]) -> dict[str, Any]:
@@ -127,11 +132,7 @@ def exact_match(
             model, task.tokenizer, sources, bos=BOS, eos=EOS, pad=PAD,
             max_len=task.max_target_len, beam_size=beam_size, alpha=alpha,
         )  # fmt: skip
-    misses = [
-        {"source": s, "target": t, "output": o}
-        for (s, t), o in zip(pairs, outputs, strict=True)
-        if o != t
-    ]
+    misses = _misses(pairs, outputs)
     return {
         "exact_match": 1 - len(misses) / len(pairs),
         "examples": len(pairs),
