@@ -31,9 +31,12 @@ class LanguageModel(HookedModel):
     tok_emb: nn.Embedding
 
     def _finish_init(self) -> None:
-        """Name the hook points and find the sublayers that record auxiliary losses."""
+        """Name the hook points and find the sublayers that record auxiliary losses or
+        route tokens."""
         self._name_hook_points()
         self._aux_sources = aux_sources(self)
+        # sublayers that route tokens and count them (glassbox.nn.moe): routing_stats
+        self._routers = [(name, m) for name, m in self.named_modules() if hasattr(m, "last_load")]
 
     def unembed(self, x: Tensor) -> Tensor:
         """Logits (..., V) from a final residual (..., C), through the token embedding
@@ -70,8 +73,7 @@ class LanguageModel(HookedModel):
         served none counts as 1); `dropped`, the fraction of assignments past an
         expert's capacity; and `expert_load`, the assignments each expert served, per
         layer. Empty for a model without experts."""
-        routers = [(name, m) for name, m in self.named_modules()
-                   if getattr(m, "last_load", None) is not None]  # fmt: skip
+        routers = self._routers
         if not routers:
             return {}
         loads = [m.last_load.float() for _, m in routers]  # (E,) each
