@@ -37,6 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from glassbox.runs import load_configs
+    from glassbox.train import distributed
     from glassbox.train.trainer import resume, train
 
     changes = given(args)
@@ -53,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
             model_config, train_config, overwrite=args.overwrite, progress=progress,
             given=set(changes),
         )  # fmt: skip
+    if not distributed.from_env().main:  # under torchrun, rank 0 speaks for the run
+        return 0
     print(
         f"done: {result.step} iterations, val loss {result.val_loss:.4f} "
         f"(best {result.best_val_loss:.4f}); run saved in {result.run_dir}"

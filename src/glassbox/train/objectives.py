@@ -43,7 +43,9 @@ def with_aux(model: nn.Module, loss: Tensor, train: bool) -> Tensor:
     """The training loss plus the auxiliary losses (a router's load balancing, say) that
     the model's sublayers recorded in this forward pass. Evaluation reports the
     prediction loss alone, so validation losses compare across architectures."""
-    return loss + model.aux_loss() if train else loss
+    if not train:
+        return loss
+    return loss + getattr(model, "module", model).aux_loss()  # a DDP wrapper holds the model
 
 
 class CausalLM:

@@ -13,6 +13,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Collection, Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from glassbox import runs
-from glassbox.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from glassbox.checkpoint import CheckpointError, load_checkpoint, read_meta, save_checkpoint
 from glassbox.config import DECODER_TASKS, ModelConfig, TrainConfig, override
 from glassbox.data import TokenDataset, corpus_name, iter_text, load_text, write_tokens
 from glassbox.data.tasks import task_from_config
@@ -30,7 +31,7 @@ from glassbox.device import autocast, resolve_device, tune_cpu_allocator
 from glassbox.errors import GlassboxError
 from glassbox.models import build_model
 from glassbox.tokenizers import BPETokenizer, CharTokenizer, Tokenizer
-from glassbox.train import finetune
+from glassbox.train import distributed, finetune
 from glassbox.train.estimate import estimate_loss
 from glassbox.train.objectives import build_objective
 from glassbox.train.optim import configure_optimizer, lr_at
@@ -76,6 +77,29 @@ def train(
     model_config = model_config or ModelConfig()
     train_config = train_config or TrainConfig()
     run_dir = Path(train_config.run_dir)
+    ranks = distributed.from_env()
+    distributed.start(ranks, resolve_device(train_config.device), train_config.batch_size)
+    if not ranks.main:  # rank 0 prepares the run folder; this rank trains from it
+        distributed.await_main(ranks)
+        model_config, train_config = runs.load_configs(run_dir)
+        return _loop(_Session(model_config, train_config, callback, ranks=ranks), 0, progress=False)
+    prepared: list[bool] = []  # set once the other ranks have been told to start
+    try:
+        return _train_main(
+            model_config, train_config, overwrite, progress, callback, given, ranks, prepared
+        )
+    except BaseException as err:
+        if ranks.active and not prepared:  # the others still wait: tell them why not
+            distributed.announce(ranks, str(err) or type(err).__name__)
+        raise
+
+
+def _train_main(
+    model_config: ModelConfig, train_config: TrainConfig, overwrite: bool, progress: bool,
+    callback, given, ranks: distributed.Ranks, prepared: list[bool],
+) -> TrainResult:  # fmt: skip
+    """train() on rank 0 (or alone): check, prepare the run folder, train."""
+    run_dir = Path(train_config.run_dir)
     # Settings that cannot work fail before anything is written (or overwritten).
     source = text = None
     if train_config.init_from:  # the source's weights, shape and tokenizer (finetune.py)
@@ -115,7 +139,9 @@ def train(
             runs.write_json(run_dir / runs.TOKENIZER, tokenizer.to_dict())
             runs.save_config(run_dir, model_config, train_config, corpus=corpus)
             init = source.state if source is not None else None
-            session = _Session(model_config, train_config, callback, init)
+            distributed.announce(ranks)  # prepared: the other ranks may read the folder
+            prepared.append(True)
+            session = _Session(model_config, train_config, callback, init, ranks=ranks)
             return _loop(session, 0, progress=progress)
     except BaseException:
         if created:  # nothing of the failed run stays where there was no folder before
@@ -143,6 +169,9 @@ def resume(
             f"only {', '.join(RESUMABLE_KEYS)} may change"
         )
     train_config = override(train_config, {**changes, "run_dir": str(run_dir)})
+    ranks = distributed.from_env()
+    if ranks.active:
+        return _resume_ranks(model_config, train_config, callback, progress, ranks)
     with runs.RunLock(run_dir):
         runs.remove_temp_files(run_dir)
         started = (Path(run_dir) / runs.CHECKPOINT).exists()
@@ -161,11 +190,55 @@ def resume(
         return _loop(session, start, progress=progress)
 
 
+def _resume_ranks(
+    mc: ModelConfig, tc: TrainConfig, callback, progress: bool, ranks: distributed.Ranks
+) -> TrainResult:
+    """resume() under torchrun, with any number of ranks: the run's data order is one
+    generator that every rank replays, so the checkpoint does not depend on the ranks
+    that wrote it. Rank 0 checks the checkpoint and trims the log before the others
+    start; every rank then restores the same checkpoint."""
+    run_dir = Path(tc.run_dir)
+    distributed.start(ranks, resolve_device(tc.device), tc.batch_size)
+    checkpoint = run_dir / runs.CHECKPOINT
+    if tc.init_from and not checkpoint.exists():
+        raise GlassboxError(
+            f"{run_dir} was killed before its first checkpoint: start it again with "
+            "`glassbox train`, or resume it with one process"
+        )
+    if not ranks.main:
+        distributed.await_main(ranks)
+        session = _Session(mc, tc, callback, ranks=ranks)
+        return _loop(session, session.restore() if checkpoint.exists() else 0, progress=False)
+    prepared: list[bool] = []
+    try:
+        with runs.RunLock(run_dir):
+            runs.remove_temp_files(run_dir)
+            start = int(read_meta(checkpoint)["step"]) if checkpoint.exists() else 0
+            if tc.max_iters < start:
+                raise GlassboxError(
+                    f"{run_dir} is already at iteration {start}; --max-iters must be at "
+                    "least that (it counts from the start of the run, not from now)"
+                )
+            _truncate_metrics(run_dir / runs.METRICS, start)
+            runs.update_train_config(run_dir, tc)
+            distributed.announce(ranks)
+            prepared.append(True)
+            session = _Session(mc, tc, callback, ranks=ranks)
+            return _loop(session, session.restore() if start else 0, progress=progress)
+    except BaseException as err:
+        if not prepared:
+            distributed.announce(ranks, str(err) or type(err).__name__)
+        raise
+
+
 def _loop(session: _Session, start: int, *, progress: bool) -> TrainResult:
     """Iterations start..max_iters, evaluating and saving on schedule. A run resumed at
     `start` has already evaluated there."""
     tc = session.tc
-    session.metrics = open(session.run_dir / runs.METRICS, "a", encoding="utf-8")  # noqa: SIM115
+    main = session.ranks.main
+    if main:  # only rank 0 writes to the run folder
+        session.metrics = open(session.run_dir / runs.METRICS, "a", encoding="utf-8")  # noqa: SIM115
+    progress = progress and main
     if progress:
         tqdm.write(finetune.describe_trainable(session.model))
     bar = tqdm(total=tc.max_iters, initial=start, disable=not progress, unit="it", desc="train")
@@ -190,8 +263,10 @@ def _loop(session: _Session, start: int, *, progress: bool) -> TrainResult:
             bar.update()
     finally:
         bar.close()
-        session.metrics.close()
-    _plot(session.run_dir)
+        if main:
+            session.metrics.close()
+    if main:
+        _plot(session.run_dir)
     return TrainResult(
         session.run_dir, tc.max_iters, *session.last_eval, session.best_val, session.times
     )
@@ -207,11 +282,14 @@ def _remove_if_empty(run_dir: Path) -> None:
 class _Session:
     """The state of one training session: model, optimizer, RNG and the metrics log."""
 
-    def __init__(self, mc: ModelConfig, tc: TrainConfig, callback, init_state=None):
-        self.mc, self.tc, self.callback = mc, tc, callback
+    def __init__(
+        self, mc: ModelConfig, tc: TrainConfig, callback, init_state=None,
+        ranks: distributed.Ranks = distributed.SINGLE,
+    ) -> None:  # fmt: skip
+        self.mc, self.tc, self.callback, self.ranks = mc, tc, callback, ranks
         self.run_dir = Path(tc.run_dir)
         self.objective = build_objective(mc, tc)
-        self.device = resolve_device(tc.device)
+        self.device = distributed.start(ranks, resolve_device(tc.device), tc.batch_size)
         if tc.threads:
             torch.set_num_threads(tc.threads)
         if self.device == "cpu":
@@ -224,7 +302,15 @@ class _Session:
         self.model = self.model.to(self.device)
         self.optimizer = configure_optimizer(self.model, tc, self.device)
         self.batches = torch.Generator().manual_seed(tc.seed)  # the data order, on its own
-        self.forward = torch.compile(self.model) if tc.compile else self.model  # save `model`
+        forward = self.model
+        if ranks.active:  # gradients averaged over the ranks; rank 0's weights copied out
+            from torch.nn.parallel import DistributedDataParallel
+
+            forward = DistributedDataParallel(
+                self.model, device_ids=[self.device] if self.device.startswith("cuda") else None,
+                find_unused_parameters=mc.mlp == "moe",  # experts no token picked this step
+            )  # fmt: skip
+        self.forward = torch.compile(forward) if tc.compile else forward  # save `model`
         self.best_val = math.inf
         self.last_eval = (math.nan, math.nan)  # (train loss, val loss)
         self.times: list[float] = []  # ms per step, this session only
@@ -261,6 +347,8 @@ class _Session:
         return state
 
     def log(self, row: dict[str, Any]) -> None:
+        if not self.ranks.main:
+            return
         self.metrics.write(json.dumps(row) + "\n")
         self.metrics.flush()
         if self.callback is not None:
@@ -287,8 +375,11 @@ class _Session:
             )
         self.last_eval = (train_loss, val_loss)
         self.log({"kind": "eval", "iter": it, "train_loss": train_loss, "val_loss": val_loss})
-        if val_loss < self.best_val:
-            self.best_val = val_loss
+        improved = val_loss < self.best_val
+        self.best_val = min(self.best_val, val_loss)
+        if not self.ranks.main:  # every rank holds the same weights; rank 0 writes them
+            return train_loss, val_loss
+        if improved:
             save_checkpoint(
                 self.run_dir / runs.BEST, self.model, meta={"step": it, "val_loss": val_loss}
             )
@@ -313,13 +404,17 @@ class _Session:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         loss_sum = 0.0
-        for _ in range(tc.grad_accum):
-            batch = self.objective.batch("train", self.batches)
+        for micro in range(tc.grad_accum):
+            batch = distributed.shard(self.objective.batch("train", self.batches), self.ranks)
             batch = tuple(t.to(self.device) for t in batch)
-            with autocast(self.device, tc.dtype):
-                loss = self.objective.loss(self.forward, batch) / tc.grad_accum
-            loss.backward()
+            last = micro == tc.grad_accum - 1  # DDP averages the gradients once, at the end
+            quiet = self.forward.no_sync() if self.ranks.active and not last else nullcontext()
+            with quiet:
+                with autocast(self.device, tc.dtype):
+                    loss = self.objective.loss(self.forward, batch) / tc.grad_accum
+                loss.backward()
             loss_sum += loss.item()
+        loss_sum = distributed.mean(loss_sum, self.ranks, self.device)  # the global batch's
         if not math.isfinite(loss_sum):
             raise TrainingDiverged(
                 f"loss became {loss_sum} at iteration {it}; training stopped. The last good "
