@@ -77,3 +77,54 @@ def test_a_run_resumes_on_another_number_of_ranks_as_if_never_stopped(tmp_path, 
                     "--no-progress", cwd=tmp_path)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert losses(tmp_path / "part") == pytest.approx(losses(tmp_path / "whole"), abs=1e-5)
+
+
+def _rank_pid(torchrun_pid: int, rank: int) -> int | None:
+    """The pid of torchrun's worker with RANK=rank (read from /proc), if it is running."""
+    for child in subprocess.run(["pgrep", "-P", str(torchrun_pid)], capture_output=True,
+                                text=True).stdout.split():  # fmt: skip
+        try:
+            with open(f"/proc/{child}/environ", "rb") as f:
+                if f"RANK={rank}".encode() in f.read().split(b"\0"):
+                    return int(child)
+        except OSError:
+            continue
+    return None
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the ranks through /proc")
+def test_a_killed_rank_loses_nothing_past_the_last_checkpoint(tmp_path, text, capsys):
+    """SIGKILL rank 1 once the run has checkpointed; torchrun stops the other rank, and
+    `--resume` (in one process) finishes with exactly the losses of a run never stopped."""
+    import signal
+    import time
+
+    from glassbox.checkpoint import read_meta
+
+    args = ["train", "--data", text, *TINY, "--batch-size", "8", "--max-iters", "300",
+            "--lr-decay-iters", "300", "--eval-interval", "20"]  # fmt: skip
+    assert main([*args, "--run", str(tmp_path / "whole")]) == 0
+    run = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+           "2", "-m", "glassbox", *args, "--run-dir", str(run)]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE) as torchrun_process:  # fmt: skip
+        deadline = time.monotonic() + 120
+        checkpoint = run / "checkpoint.safetensors"
+        while time.monotonic() < deadline:
+            try:
+                if read_meta(checkpoint)["step"] >= 20:
+                    break
+            except Exception:  # not written yet, or being replaced
+                pass
+            time.sleep(0.02)
+        victim = _rank_pid(torchrun_process.pid, 1)
+        assert victim is not None, "rank 1 was not found (the run ended too soon?)"
+        os.kill(victim, signal.SIGKILL)
+        torchrun_process.communicate(timeout=120)
+        assert torchrun_process.returncode != 0  # the run did not finish
+    step = read_meta(checkpoint)["step"]
+    assert 20 <= step < 300
+    assert main(["train", "--resume", "--run", str(run), "--no-progress"]) == 0
+    assert losses(run) == pytest.approx(losses(tmp_path / "whole"), abs=1e-5)
