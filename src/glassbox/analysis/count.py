@@ -36,6 +36,12 @@ def _component(name: str) -> str:
     return "head"
 
 
+def _meta_model(config: ModelConfig) -> torch.nn.Module:
+    """The model `config` describes, built on the meta device (shapes, no memory)."""
+    with torch.device("meta"):
+        return build_model(config)
+
+
 def param_table(config: ModelConfig) -> dict[str, int]:
     """Parameters by component; the unembedding is tied to the token embedding, so the
     head adds none. The values sum to the model's parameter count.
@@ -43,8 +49,10 @@ def param_table(config: ModelConfig) -> dict[str, int]:
     >>> param_table(ModelConfig(vocab_size=65))["attention"]
     262144
     """
-    with torch.device("meta"):
-        model = build_model(config)
+    return _param_table(_meta_model(config))
+
+
+def _param_table(model: torch.nn.Module) -> dict[str, int]:
     table = dict.fromkeys(COMPONENTS, 0)
     for name, param in model.named_parameters():  # each shared parameter appears once
         table[_component(name)] += param.numel()
@@ -62,8 +70,10 @@ def active_params(config: ModelConfig) -> int:
     >>> active_params(dense) == param_table(dense)["total"]
     True
     """
-    with torch.device("meta"):
-        model = build_model(config)
+    return _active_params(config, _meta_model(config))
+
+
+def _active_params(config: ModelConfig, model: torch.nn.Module) -> int:
     total = sum(p.numel() for p in model.parameters())
     if config.mlp != "moe":
         return total
@@ -131,8 +141,9 @@ def count_report(
     if batch_size < 1:
         raise GlassboxError(f"batch_size must be a positive integer; got {batch_size}")
     T = context or config.block_size
-    params = param_table(config)
-    active = active_params(config)
+    model = _meta_model(config)  # built once for both counts
+    params = _param_table(model)
+    active = _active_params(config, model)
     embedding = params["token embedding"] + params["position embedding"]
     non_embedding = params["total"] - embedding
     active_non_embedding = active - embedding  # the 2N and 6N rules count what a token uses

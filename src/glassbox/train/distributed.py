@@ -13,6 +13,8 @@ wait until it has prepared the run and then read it. Backend nccl on CUDA, gloo 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -76,6 +78,25 @@ def announce(ranks: Ranks, error: str | None = None) -> None:
     """Rank 0 tells the others that the run is prepared (or why it is not)."""
     if ranks.active:
         dist.broadcast_object_list([error], src=0)
+
+
+@contextmanager
+def preparing(ranks: Ranks) -> Iterator[Callable[[], None]]:
+    """Rank 0's preparation of a run: call the `ready()` it yields once the other ranks
+    may read the run folder; an error raised before then is announced to them, so that
+    they end with it instead of waiting."""
+    done: list[bool] = []
+
+    def ready() -> None:
+        announce(ranks)
+        done.append(True)
+
+    try:
+        yield ready
+    except BaseException as err:
+        if ranks.active and not done:
+            announce(ranks, str(err) or type(err).__name__)
+        raise
 
 
 def await_main(ranks: Ranks) -> None:

@@ -83,20 +83,15 @@ def train(
         distributed.await_main(ranks)
         model_config, train_config = runs.load_configs(run_dir)
         return _loop(_Session(model_config, train_config, callback, ranks=ranks), 0, progress=False)
-    prepared: list[bool] = []  # set once the other ranks have been told to start
-    try:
+    with distributed.preparing(ranks) as ready:
         return _train_main(
-            model_config, train_config, overwrite, progress, callback, given, ranks, prepared
+            model_config, train_config, overwrite, progress, callback, given, ranks, ready
         )
-    except BaseException as err:
-        if ranks.active and not prepared:  # the others still wait: tell them why not
-            distributed.announce(ranks, str(err) or type(err).__name__)
-        raise
 
 
 def _train_main(
     model_config: ModelConfig, train_config: TrainConfig, overwrite: bool, progress: bool,
-    callback, given, ranks: distributed.Ranks, prepared: list[bool],
+    callback, given, ranks: distributed.Ranks, ready: Callable[[], None],
 ) -> TrainResult:  # fmt: skip
     """train() on rank 0 (or alone): check, prepare the run folder, train."""
     run_dir = Path(train_config.run_dir)
@@ -139,8 +134,7 @@ def _train_main(
             runs.write_json(run_dir / runs.TOKENIZER, tokenizer.to_dict())
             runs.save_config(run_dir, model_config, train_config, corpus=corpus)
             init = source.state if source is not None else None
-            distributed.announce(ranks)  # prepared: the other ranks may read the folder
-            prepared.append(True)
+            ready()  # prepared: the other ranks may read the folder
             session = _Session(model_config, train_config, callback, init, ranks=ranks)
             return _loop(session, 0, progress=progress)
     except BaseException:
@@ -180,14 +174,20 @@ def resume(
             init = finetune.load_source(train_config.init_from).state
         session = _Session(model_config, train_config, callback, init)
         start = session.restore() if started else 0
-        if train_config.max_iters < start:
-            raise GlassboxError(
-                f"{run_dir} is already at iteration {start}; --max-iters must be at least "
-                f"that (it counts from the start of the run, not from now)"
-            )
-        _truncate_metrics(Path(run_dir) / runs.METRICS, start)
-        runs.update_train_config(run_dir, train_config)
+        _continue_at(start, train_config)
         return _loop(session, start, progress=progress)
+
+
+def _continue_at(start: int, tc: TrainConfig) -> None:
+    """Before a resumed run continues at iteration `start`: check that max_iters reaches
+    it, drop the log rows after it, and record the run's new settings."""
+    if tc.max_iters < start:
+        raise GlassboxError(
+            f"{tc.run_dir} is already at iteration {start}; --max-iters must be at least "
+            f"that (it counts from the start of the run, not from now)"
+        )
+    _truncate_metrics(Path(tc.run_dir) / runs.METRICS, start)
+    runs.update_train_config(tc.run_dir, tc)
 
 
 def _resume_ranks(
@@ -209,26 +209,13 @@ def _resume_ranks(
         distributed.await_main(ranks)
         session = _Session(mc, tc, callback, ranks=ranks)
         return _loop(session, session.restore() if checkpoint.exists() else 0, progress=False)
-    prepared: list[bool] = []
-    try:
-        with runs.RunLock(run_dir):
-            runs.remove_temp_files(run_dir)
-            start = int(read_meta(checkpoint)["step"]) if checkpoint.exists() else 0
-            if tc.max_iters < start:
-                raise GlassboxError(
-                    f"{run_dir} is already at iteration {start}; --max-iters must be at "
-                    "least that (it counts from the start of the run, not from now)"
-                )
-            _truncate_metrics(run_dir / runs.METRICS, start)
-            runs.update_train_config(run_dir, tc)
-            distributed.announce(ranks)
-            prepared.append(True)
-            session = _Session(mc, tc, callback, ranks=ranks)
-            return _loop(session, session.restore() if start else 0, progress=progress)
-    except BaseException as err:
-        if not prepared:
-            distributed.announce(ranks, str(err) or type(err).__name__)
-        raise
+    with distributed.preparing(ranks) as ready, runs.RunLock(run_dir):
+        runs.remove_temp_files(run_dir)
+        start = int(read_meta(checkpoint)["step"]) if checkpoint.exists() else 0
+        _continue_at(start, tc)
+        ready()
+        session = _Session(mc, tc, callback, ranks=ranks)
+        return _loop(session, session.restore() if start else 0, progress=progress)
 
 
 def _loop(session: _Session, start: int, *, progress: bool) -> TrainResult:
