@@ -246,6 +246,10 @@ class TrainConfig:
     compile: bool = False
     dtype: str = "auto"  # auto (bf16 autocast on CUDA, fp32 elsewhere) | float32 | bfloat16
     threads: int = 0  # CPU threads for torch; 0 leaves torch's default
+    # under torchrun: shard parameters, gradients and AdamW state over the ranks (FSDP)
+    # instead of copying the model to each (DDP); docs/distributed.md
+    fsdp: bool = False
+    tensorboard: bool = False  # also log to RUN/tensorboard (pip install glassbox[tensorboard])
     # Fine-tuning (docs/training.md): start from a trained model's weights and tokenizer
     init_from: str = ""  # a run folder or a Hugging Face GPT-2 folder; "" = fresh weights
     # parts left as they are, comma-separated: embeddings, head, ln_f, blocks, blocks.N,

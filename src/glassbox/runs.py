@@ -6,6 +6,7 @@ runs/NAME/
   tokens.bin               the corpus as token ids (numpy memmap)
   checkpoint.safetensors   latest full state: weights, AdamW moments, RNG, step
   best.safetensors         weights with the lowest validation loss so far
+  *.stepN.shardR-of-W.*    under FSDP, each rank's rows of the two files above
   metrics.jsonl            one JSON object per training step and per evaluation
   loss.png                 the loss curves, drawn when training ends
   .lock                    held by the process training into the folder
@@ -27,7 +28,7 @@ try:
 except ImportError:  # Windows
     fcntl = None
 
-from glassbox.checkpoint import atomic_write, load_model_state
+from glassbox.checkpoint import atomic_write, load_model_state, shard_files
 from glassbox.config import ModelConfig, TrainConfig, override
 from glassbox.data import TokenDataset
 from glassbox.errors import GlassboxError
@@ -71,6 +72,8 @@ def remove_run_files(run_dir: Path | str) -> None:
     """Delete what a run writes (and nothing else a user may keep in the folder)."""
     for name in (CONFIG, TOKENIZER, TOKENS, CHECKPOINT, BEST, METRICS, PLOT):
         (Path(run_dir) / name).unlink(missing_ok=True)
+    for shard in shard_files(Path(run_dir) / CHECKPOINT) + shard_files(Path(run_dir) / BEST):
+        shard.unlink()
 
 
 def remove_temp_files(run_dir: Path | str) -> list[Path]:

@@ -8,22 +8,33 @@ from the same data generator, and trains on its own slice of it; DDP averages th
 gradients, so a step is the step one process would take on the whole batch. Only rank 0
 touches the run folder (corpus, config, checkpoints, metrics, progress bar); the others
 wait until it has prepared the run and then read it. Backend nccl on CUDA, gloo on the CPU.
+
+With `--fsdp` the model is sharded instead of copied (FSDP's `fully_shard`, one unit per
+block): each rank keeps 1/world of every parameter, gradient and AdamW moment, gathers a
+block's weights just before it runs and frees them after.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
+from glassbox.checkpoint import Shards
+from glassbox.device import resolve_dtype
 from glassbox.errors import GlassboxError
 
-TIMEOUT = timedelta(minutes=10)  # how long a rank waits for the others at a collective
+# How long a rank waits for the others, to join and then at each collective; the
+# environment variable GLASSBOX_DIST_TIMEOUT (seconds) changes it.
+TIMEOUT = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -70,8 +81,94 @@ def start(ranks: Ranks, device: str, batch_size: int) -> str:
         device = f"cuda:{ranks.local}"
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if cuda else "gloo", timeout=TIMEOUT)
+        timeout = _timeout()
+        try:
+            dist.init_process_group("nccl" if cuda else "gloo", timeout=timeout)
+        except (RuntimeError, ValueError) as err:  # DistStoreError and timeouts among them
+            where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise GlassboxError(
+                f"rank {ranks.rank} of {ranks.world} could not join the others at {where} "
+                f"within {timeout.total_seconds():g} s ({first}); check that every rank "
+                "started and can reach that address"
+            ) from None
     return device
+
+
+def _timeout() -> timedelta:
+    value = os.environ.get("GLASSBOX_DIST_TIMEOUT")
+    if value is None:
+        return TIMEOUT
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise GlassboxError(f"GLASSBOX_DIST_TIMEOUT must be a number of seconds; got {value!r}")
+    return timedelta(seconds=seconds)
+
+
+def agree(ranks: Ranks, what: str, settings: dict[str, Any]) -> None:
+    """Every rank must have been started with the same settings: ranks that were not end,
+    all of them, with the first difference named."""
+    if not ranks.active:
+        return
+    every: list[Any] = [None] * ranks.world
+    dist.all_gather_object(every, settings)
+    for rank, theirs in enumerate(every):
+        differ = sorted(k for k in settings.keys() | theirs.keys()
+                        if settings.get(k) != theirs.get(k))  # fmt: skip
+        if differ and rank != ranks.rank:
+            low, high = sorted((ranks.rank, rank))
+            key = differ[0]
+            mine, other = (settings, theirs) if ranks.rank == low else (theirs, settings)
+            raise GlassboxError(
+                f"the ranks disagree on the {what}: {key} is {mine.get(key)!r} on rank {low} "
+                f"and {other.get(key)!r} on rank {high}; start every rank with the same flags"
+            )
+
+
+def shard_model(model: nn.Module, ranks: Ranks, device: str, dtype: str) -> None:
+    """Shard `model` in place with FSDP: every Block its own unit, then the rest (the
+    embeddings and the head, tied or not). Under bf16 the gathered weights are bf16 and
+    the gradients are reduced in fp32; the sharded master weights stay fp32."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    from glassbox.nn.block import Block
+
+    if not ranks.active:
+        raise GlassboxError(
+            "--fsdp shards the model over the processes torchrun starts: run "
+            "`torchrun --nproc_per_node N -m glassbox train --fsdp ...` with N >= 2, "
+            "or pass --no-fsdp to train (or resume) in one process"
+        )
+    low = resolve_dtype(device, dtype) == "bfloat16"
+    policy = MixedPrecisionPolicy(
+        param_dtype=torch.bfloat16 if low else None, reduce_dtype=torch.float32
+    )
+    for block in [m for m in model.modules() if isinstance(m, Block)]:
+        fully_shard(block, mp_policy=policy)
+    fully_shard(model, mp_policy=policy)
+
+
+def gradient_sync(
+    model: nn.Module, forward: nn.Module, ranks: Ranks, last: bool
+) -> contextlib.AbstractContextManager:
+    """The context of one micro-step's backward pass: gradients are averaged over the
+    ranks on the last micro-step of an optimizer step only."""
+    if not ranks.active:
+        return contextlib.nullcontext()
+    from torch.distributed.fsdp import FSDPModule
+
+    if isinstance(model, FSDPModule):
+        model.set_requires_gradient_sync(last)
+        return contextlib.nullcontext()
+    return contextlib.nullcontext() if last else forward.no_sync()
+
+
+def shards(ranks: Ranks) -> Shards:
+    """What save_checkpoint needs to write a sharded model from every rank."""
+    return Shards(ranks.rank, ranks.world, dist.barrier)
 
 
 def announce(ranks: Ranks, error: str | None = None) -> None:

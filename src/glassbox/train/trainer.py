@@ -13,7 +13,6 @@ import math
 import os
 import time
 from collections.abc import Callable, Collection, Iterable
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,13 @@ import torch
 from tqdm.auto import tqdm
 
 from glassbox import runs
-from glassbox.checkpoint import CheckpointError, load_checkpoint, read_meta, save_checkpoint
+from glassbox.checkpoint import (
+    CheckpointError,
+    is_sharded,
+    load_checkpoint,
+    read_meta,
+    save_checkpoint,
+)
 from glassbox.config import DECODER_TASKS, ModelConfig, TrainConfig, override
 from glassbox.data import TokenDataset, corpus_name, iter_text, load_text, write_tokens
 from glassbox.data.tasks import task_from_config
@@ -31,14 +36,14 @@ from glassbox.device import autocast, resolve_device, tune_cpu_allocator
 from glassbox.errors import GlassboxError
 from glassbox.models import build_model
 from glassbox.tokenizers import BPETokenizer, CharTokenizer, Tokenizer
-from glassbox.train import distributed, finetune
+from glassbox.train import distributed, finetune, tensorboard
 from glassbox.train.estimate import estimate_loss
 from glassbox.train.objectives import build_objective
 from glassbox.train.optim import configure_optimizer, lr_at
 
 # What may change when a run is resumed: how long, where and how fast it runs. (The replay
 # is exact only if device and dtype stay as they were.)
-RESUMABLE_KEYS = ("max_iters", "device", "compile", "threads", "dtype")
+RESUMABLE_KEYS = ("max_iters", "device", "compile", "threads", "dtype", "fsdp", "tensorboard")
 
 
 class TrainingDiverged(GlassboxError):
@@ -79,6 +84,7 @@ def train(
     run_dir = Path(train_config.run_dir)
     ranks = distributed.from_env()
     distributed.start(ranks, resolve_device(train_config.device), train_config.batch_size)
+    distributed.agree(ranks, "config", {**vars(model_config), **vars(train_config)})
     if not ranks.main:  # rank 0 prepares the run folder; this rank trains from it
         distributed.await_main(ranks)
         model_config, train_config = runs.load_configs(run_dir)
@@ -102,6 +108,8 @@ def _train_main(
         model_config, train_config = finetune.adopt(source, model_config, train_config, given)
         text = (source.tokenizer, finetune.corpus_chunks(source.tokenizer, train_config))
     finetune.check(model_config, train_config)
+    if train_config.tensorboard:
+        tensorboard.check_installed()
     if train_config.task:
         tokenizer, corpus = _prepare_task(model_config, train_config)
     elif model_config.arch == "encoder-decoder":
@@ -199,6 +207,7 @@ def _resume_ranks(
     start; every rank then restores the same checkpoint."""
     run_dir = Path(tc.run_dir)
     distributed.start(ranks, resolve_device(tc.device), tc.batch_size)
+    distributed.agree(ranks, "resumed run's settings", vars(tc))
     checkpoint = run_dir / runs.CHECKPOINT
     if tc.init_from and not checkpoint.exists():
         raise GlassboxError(
@@ -225,9 +234,13 @@ def _loop(session: _Session, start: int, *, progress: bool) -> TrainResult:
     main = session.ranks.main
     if main:  # only rank 0 writes to the run folder
         session.metrics = open(session.run_dir / runs.METRICS, "a", encoding="utf-8")  # noqa: SIM115
+        if tc.tensorboard:
+            session.board = tensorboard.Board(session.run_dir, start, session.last_eval)
     progress = progress and main
     if progress:
         tqdm.write(finetune.describe_trainable(session.model))
+        if session.board is not None:
+            tqdm.write(f"tensorboard: tensorboard --logdir {session.board.log_dir}")
     bar = tqdm(total=tc.max_iters, initial=start, disable=not progress, unit="it", desc="train")
     try:
         for it in range(start, tc.max_iters + 1):
@@ -252,6 +265,8 @@ def _loop(session: _Session, start: int, *, progress: bool) -> TrainResult:
         bar.close()
         if main:
             session.metrics.close()
+        if session.board is not None:
+            session.board.close()
     if main:
         _plot(session.run_dir)
     return TrainResult(
@@ -287,10 +302,12 @@ class _Session:
             self.model.load_state_dict(init_state)
         finetune.adapt(self.model, tc)  # LoRA adapters and frozen parts, as tc says
         self.model = self.model.to(self.device)
+        if tc.fsdp:  # before the optimizer, which must hold the sharded parameters
+            distributed.shard_model(self.model, ranks, self.device, tc.dtype)
         self.optimizer = configure_optimizer(self.model, tc, self.device)
         self.batches = torch.Generator().manual_seed(tc.seed)  # the data order, on its own
         forward = self.model
-        if ranks.active:  # gradients averaged over the ranks; rank 0's weights copied out
+        if ranks.active and not tc.fsdp:  # gradients averaged; rank 0's weights copied out
             from torch.nn.parallel import DistributedDataParallel
 
             forward = DistributedDataParallel(
@@ -303,6 +320,7 @@ class _Session:
         self.times: list[float] = []  # ms per step, this session only
         self.tokens_per_step = self.objective.tokens_per_batch * tc.grad_accum
         self.metrics = None  # opened by _loop, after a resume has trimmed the file
+        self.board: tensorboard.Board | None = None  # --tensorboard, on rank 0
         self.routing: dict[str, Any] = {}  # routing_stats of the latest step
 
     def restore(self) -> int:
@@ -338,6 +356,8 @@ class _Session:
             return
         self.metrics.write(json.dumps(row) + "\n")
         self.metrics.flush()
+        if self.board is not None:
+            self.board.write(row)
         if self.callback is not None:
             self.callback(row)
 
@@ -353,7 +373,9 @@ class _Session:
             dtype=self.tc.dtype,
         )
         self.model.train()
-        train_loss, val_loss = losses["train"], losses["val"]
+        # the same on every rank (the same batches), but one rounding must decide `improved`
+        train_loss, val_loss = (distributed.mean(losses[k], self.ranks, self.device)
+                                for k in ("train", "val"))  # fmt: skip
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
             raise TrainingDiverged(
                 f"the evaluation at iteration {it} gave a loss of {train_loss} (train) and "
@@ -364,12 +386,15 @@ class _Session:
         self.log({"kind": "eval", "iter": it, "train_loss": train_loss, "val_loss": val_loss})
         improved = val_loss < self.best_val
         self.best_val = min(self.best_val, val_loss)
-        if not self.ranks.main:  # every rank holds the same weights; rank 0 writes them
+        # Rank 0 writes the weights every rank holds; a sharded model, every rank its rows.
+        shards = distributed.shards(self.ranks) if self.tc.fsdp else None
+        if not self.ranks.main and shards is None:
             return train_loss, val_loss
         if improved:
             save_checkpoint(
-                self.run_dir / runs.BEST, self.model, meta={"step": it, "val_loss": val_loss}
-            )
+                self.run_dir / runs.BEST, self.model, meta={"step": it, "val_loss": val_loss},
+                shards=shards,
+            )  # fmt: skip
         meta = {
             "step": it,
             "best_val_loss": self.best_val,
@@ -377,8 +402,9 @@ class _Session:
             "val_loss": val_loss,
         }
         save_checkpoint(
-            self.run_dir / runs.CHECKPOINT, self.model, self.optimizer, self.rng_state(), meta
-        )
+            self.run_dir / runs.CHECKPOINT, self.model, self.optimizer, self.rng_state(), meta,
+            shards=shards,
+        )  # fmt: skip
         return train_loss, val_loss
 
     def step(self, it: int) -> tuple[float, float, float]:
@@ -394,9 +420,8 @@ class _Session:
         for micro in range(tc.grad_accum):
             batch = distributed.shard(self.objective.batch("train", self.batches), self.ranks)
             batch = tuple(t.to(self.device) for t in batch)
-            last = micro == tc.grad_accum - 1  # DDP averages the gradients once, at the end
-            quiet = self.forward.no_sync() if self.ranks.active and not last else nullcontext()
-            with quiet:
+            last = micro == tc.grad_accum - 1  # gradients are averaged once, at the end
+            with distributed.gradient_sync(self.model, self.forward, self.ranks, last):
                 with autocast(self.device, tc.dtype):
                     loss = self.objective.loss(self.forward, batch) / tc.grad_accum
                 loss.backward()
@@ -407,8 +432,12 @@ class _Session:
                 f"loss became {loss_sum} at iteration {it}; training stopped. The last good "
                 f"checkpoint is still in {self.run_dir}; try a lower --lr"
             )
-        if tc.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
+        # clipping measures the norm; with grad_clip 0 it is measured for the log alone
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            self.model.parameters(), tc.grad_clip if tc.grad_clip > 0 else math.inf
+        )
+        if is_sharded(grad_norm):
+            grad_norm = grad_norm.full_tensor()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         dt = time.perf_counter() - t0
@@ -416,7 +445,8 @@ class _Session:
         tokens_per_s = self.tokens_per_step / dt
         self.routing = self.model.routing_stats()  # experts' balance, last micro-batch
         row = {"kind": "train", "iter": it, "loss": loss_sum, "lr": lr, "ms": dt * 1000,
-               "tokens_per_s": tokens_per_s, **self.routing}  # fmt: skip
+               "tokens_per_s": tokens_per_s, "grad_norm": float(grad_norm),
+               **self.routing}  # fmt: skip
         self.log(row)
         return loss_sum, lr, tokens_per_s
 
