@@ -1,6 +1,7 @@
 """Gradient accumulation, proved: k micro-batches of b rows give the same gradient, and so
 the same optimizer step, as one batch of k·b rows (fp32), through the trainer's own step:
---grad-accum is a memory trade and never changes what is learned.
+--grad-accum is a memory trade and never changes what is learned. The same holds across
+two ranks, with DDP and with FSDP, against one process on the whole batch.
 
 The optimizer is swapped for plain SGD, whose step is lr times the gradient, so that the
 weights compare the gradients themselves: AdamW divides by the root of its second moment,
@@ -72,3 +73,62 @@ def test_k_micro_batches_step_like_one_batch_of_k_times_the_rows(tmp_path, chang
         assert moved < 1e-6
     start = session(tmp_path, batch_size=b, grad_accum=1, **changes).model
     assert (start.tok_emb.weight - one.model.tok_emb.weight).abs().max() > 1e-3  # it moved
+
+
+def _rank_steps(rank: int, tmp_path, port: int, fsdp: bool, k: int, rows: int, x, y) -> None:
+    """One of two ranks: k micro-steps of `rows` global rows each (half of them this
+    rank's), three optimizer steps; rank 0 then writes the whole weights."""
+    import os
+
+    from safetensors.torch import save_file
+
+    from glassbox.checkpoint import is_sharded
+    from glassbox.train.distributed import Ranks
+
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2"
+    )
+    torch.set_num_threads(1)
+    model_config, train_config = from_preset(
+        "induction", run_dir=str(tmp_path / "ranks"), batch_size=rows, grad_accum=k,
+        device="cpu", dtype="float32", lr=0.5, warmup_iters=0, fsdp=fsdp,
+    )  # fmt: skip
+    steps = _Session(model_config, train_config, callback=None, ranks=Ranks(rank, 2, 0))
+    steps.optimizer = torch.optim.SGD(steps.model.parameters(), lr=train_config.lr)
+    steps.objective = FixedRows(x, y, rows)
+    steps.metrics = open(tmp_path / f"metrics-rank{rank}.jsonl", "w")  # noqa: SIM115
+    losses = [steps.step(it)[0] for it in range(3)]
+    state = {n: p.full_tensor() if is_sharded(p) else p.detach()
+             for n, p in steps.model.named_parameters()}  # fmt: skip
+    if rank == 0:
+        save_file(state, str(tmp_path / "ranks.safetensors"))
+        torch.save(torch.tensor(losses), tmp_path / "losses.pt")
+    torch.distributed.destroy_process_group()
+
+
+@pytest.mark.parametrize("fsdp", [False, True], ids=["ddp", "fsdp"])
+def test_k_micro_batches_on_two_ranks_step_like_one_batch_in_one_process(tmp_path, fsdp):
+    """The same proof across processes: 2 ranks (gloo), each accumulating k micro-batches
+    of its b rows, take the step one process takes on one batch of 2·k·b rows."""
+    import socket
+
+    from safetensors.torch import load_file
+
+    k, b = 2, 3
+    one = session(tmp_path, batch_size=2 * k * b, grad_accum=1)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randint(one.mc.vocab_size, (3 * 2 * k * b, 16), generator=generator)
+    y = torch.randint(one.mc.vocab_size, (3 * 2 * k * b, 16), generator=generator)
+    one.objective = FixedRows(x, y, 2 * k * b)
+    losses = [one.step(it)[0] for it in range(3)]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torch.multiprocessing.spawn(
+        _rank_steps, args=(tmp_path, port, fsdp, k, 2 * b, x, y), nprocs=2, join=True
+    )
+    ranks = load_file(str(tmp_path / "ranks.safetensors"))
+    for name, p in one.model.named_parameters():
+        torch.testing.assert_close(ranks[name], p.detach(), rtol=1e-5, atol=1e-6, msg=name)
+    got = torch.load(tmp_path / "losses.pt", weights_only=True).tolist()
+    assert got == pytest.approx(losses, rel=1e-5)
