@@ -118,7 +118,7 @@ def _read_json(path: Path) -> Any:
         raise PretrainedError(f"{path} is not valid JSON ({err})") from None
 
 
-def _read_hf_config(folder: Path) -> dict[str, Any]:
+def read_hf_config(folder: Path) -> dict[str, Any]:
     path = folder / "config.json"
     if not path.is_file():
         raise PretrainedError(f"{folder} has no config.json: not a Hugging Face model folder")
@@ -128,7 +128,7 @@ def _read_hf_config(folder: Path) -> dict[str, Any]:
     return hf
 
 
-def _first_line(err: BaseException) -> str:
+def first_line(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
@@ -141,7 +141,7 @@ def _load_tensors(path: Path) -> dict[str, Tensor]:
         try:
             return load_file(path)
         except Exception as err:  # safetensors raises its own types for corrupt files
-            raise PretrainedError(f"cannot read {path}: {_first_line(err)}") from None
+            raise PretrainedError(f"cannot read {path}: {first_line(err)}") from None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # an unpickling refusal, a corrupt zip, a truncated file
@@ -159,7 +159,7 @@ def _load_tensors(path: Path) -> dict[str, Tensor]:
     return state
 
 
-def _read_weights(folder: Path) -> tuple[dict[str, Tensor], Path]:
+def read_weights(folder: Path) -> tuple[dict[str, Tensor], Path]:
     """The state dict of the folder's weights (all shards), and the file it came from."""
     path = next((folder / name for name in WEIGHTS if (folder / name).is_file()), None)
     if path is None:
@@ -192,7 +192,7 @@ def _read_tokenizer(folder: Path) -> Tokenizer:
 
 def _load(folder: Path, tokenizer: bool) -> tuple[GPT, Tokenizer | None]:
     """Config, then tokenizer, then weights: the cheap checks fail first."""
-    hf = _read_hf_config(folder)
+    hf = read_hf_config(folder)
     try:
         config = gpt2_config(hf)
     except GlassboxError as err:
@@ -203,7 +203,7 @@ def _load(folder: Path, tokenizer: bool) -> tuple[GPT, Tokenizer | None]:
             f"{folder}: the tokenizer has {tok.vocab_size} ids but config.json's vocab_size "
             f"is {config.vocab_size}; glassbox needs them equal"
         )
-    state, path = _read_weights(folder)
+    state, path = read_weights(folder)
     if hf.get("tie_word_embeddings", True) is False and "lm_head.weight" not in state:
         raise PretrainedError(
             f"{folder}: config.json unties lm_head from the embedding but {path.name} holds "

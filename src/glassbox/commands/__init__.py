@@ -11,6 +11,7 @@ inside `run`, so `glassbox --help` starts without importing torch.
 from glassbox.commands import (
     compare,
     count,
+    embed,
     eval,
     export_model,
     fill_mask,
@@ -22,5 +23,4 @@ from glassbox.commands import (
 )
 
 # In the order `glassbox --help` lists them.
-COMMANDS = [train, sample, eval, fill_mask, count, tokenize, compare, inspect, import_model,
-            export_model]  # fmt: skip
+COMMANDS = [train, sample, eval, fill_mask, count, tokenize, compare, inspect, embed, import_model, export_model]  # fmt: skip

@@ -8,13 +8,14 @@ decoder cannot do. The same final residual, pooled over a sequence, is a sentenc
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from glassbox.config import ModelConfig
 from glassbox.errors import GlassboxError
 from glassbox.models.base import StackModel
 
-POOLINGS = ("mean", "cls")
+POOLINGS = ("mean", "cls", "max")
 # An encoder's special tokens take the ids after its tokenizer's own, in this order.
 ENCODER_SPECIALS = ("[PAD]", "[MASK]", "[CLS]")
 
@@ -51,13 +52,17 @@ class Encoder(StackModel):
 
     def pool(self, resid: Tensor, key_mask: Tensor | None = None, how: str = "mean") -> Tensor:
         """One vector (B, C) per sequence from the final residual (B, T, C): the mean over
-        real tokens, or the first position's vector (which a [CLS] token there learns to
-        fill).
+        real tokens, the first position's vector (which a [CLS] token there learns to
+        fill), or each feature's maximum over real tokens.
 
         >>> vectors = encoder.pool(encoder.resid_final(ids, key_mask=mask), mask)  # doctest: +SKIP
         """
         if how == "cls":
             return resid[:, 0]
+        if how == "max" and key_mask is not None:
+            return resid.masked_fill(~key_mask.unsqueeze(-1), -torch.inf).amax(dim=1)
+        if how == "max":
+            return resid.amax(dim=1)
         if how != "mean":
             raise GlassboxError(f"pooling must be one of {', '.join(POOLINGS)}; got {how!r}")
         if key_mask is None:

@@ -60,6 +60,10 @@ def load_tokenizer(data: dict[str, Any]) -> Tokenizer:
         return CharTokenizer.from_dict(data)
     if kind == "bpe":
         return BPETokenizer.from_dict(data)
+    if kind == "wordpiece":
+        from glassbox.tokenizers.wordpiece import WordPiece
+
+        return WordPiece.from_dict(data)
     if kind == "task":
         from glassbox.data.tasks import TaskTokenizer  # a synthetic task's symbols
 
