@@ -191,3 +191,23 @@ def test_embed_prints_json_lines_or_writes_npy(tmp_path, capsys, monkeypatch, en
 def test_embed_bad_input_is_one_line(args, message, capsys):
     assert main(["embed", "--model", str(minilm.get_model_path()), *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_an_imported_encoder_is_a_run_that_inspect_and_the_hooks_read(tmp_path, capsys, encoder):
+    from glassbox import runs
+
+    run = tmp_path / "minilm"
+    assert main(["import", "bert", str(minilm.get_model_path()), "--run", str(run)]) == 0
+    model, tokenizer = runs.load_model(run)
+    ids = torch.tensor([tokenizer("The cat sat on the mat.").input_ids])  # [CLS] ... [SEP]
+    _, cache = model.run_with_cache(ids, names_filter=lambda n: n.endswith("hook_pattern"))
+    assert cache["blocks.0.attn.hook_pattern"].shape == (1, 12, ids.size(1), ids.size(1))
+    torch.testing.assert_close(model.resid_final(ids), encoder.model.resid_final(ids))
+    capsys.readouterr()
+    assert main(["inspect", str(run), "--prompt", "The cat sat.", "--html",
+                 str(tmp_path / "a.html")]) == 0  # fmt: skip
+    assert (tmp_path / "a.html").stat().st_size > 1000
+    assert main(["fill-mask", "--run", str(run), "a [MASK] b"]) == 2
+    assert "without a masked-LM head" in capsys.readouterr().err
+    assert main(["import", "bert", str(minilm.get_model_path()), "--run", str(run)]) == 2
+    assert "already holds a run" in capsys.readouterr().err

@@ -208,3 +208,22 @@ def _json_or(path: Path, default: Any) -> Any:
     if type(data) is not type(default):
         raise PretrainedError(f"{path} is not a JSON {type(default).__name__}")
     return data
+
+
+def import_encoder(source: str | Path, run_dir: str | Path, *, overwrite: bool = False) -> Path:
+    """Write a glassbox run holding a pretrained BERT-style encoder and its WordPiece
+    tokenizer, so that `inspect`, the hooks and `count` work on it; its pooling is
+    recorded in the config's `imported` entry.
+
+    >>> import_encoder("sentence-transformers/all-MiniLM-L6-v2", "runs/minilm")  # doctest: +SKIP
+    PosixPath('runs/minilm')
+    """
+    from glassbox.pretrained import write_imported_run
+
+    encoder = load_encoder(source)
+    imported = {"format": "bert", "source": str(source), "folder": str(find_source(source)),
+                "pooling": encoder.pooling, "normalize": encoder.normalize,
+                "max_length": encoder.max_length}  # fmt: skip
+    return write_imported_run(
+        Path(run_dir), encoder.model, encoder.tokenizer, imported, overwrite=overwrite
+    )

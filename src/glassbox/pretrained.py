@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from glassbox import runs
 from glassbox.checkpoint import atomic_write, save_checkpoint
@@ -280,6 +280,19 @@ def import_gpt2(source: str | Path, run_dir: str | Path, *, overwrite: bool = Fa
     folder = find_source(source)
     model, tokenizer = _load(folder, tokenizer=True)
     assert tokenizer is not None
+    imported = {"format": "gpt2", "source": str(source), "folder": str(folder)}
+    return write_imported_run(run_dir, model, tokenizer, imported, overwrite=overwrite)
+
+
+def write_imported_run(
+    run_dir: Path, model: nn.Module, tokenizer: Tokenizer, imported: dict[str, Any], *,
+    overwrite: bool = False,
+) -> Path:  # fmt: skip
+    """Write a run holding a pretrained model: its weights (step 0), tokenizer and config,
+    the config last, so that a folder left half-written is no run. `imported` says where
+    the model came from; nothing is replaced unless overwrite."""
+    run_dir = Path(run_dir)
+    _check_run_folder(run_dir, overwrite)
     bpe = isinstance(tokenizer, BPETokenizer)
     train = TrainConfig(
         run_dir=str(run_dir), tokenizer="bpe" if bpe else "char",
@@ -292,12 +305,9 @@ def import_gpt2(source: str | Path, run_dir: str | Path, *, overwrite: bool = Fa
             _check_run_folder(run_dir, overwrite)  # again: another process may have written
             runs.remove_temp_files(run_dir)
             runs.remove_run_files(run_dir)
-            save_checkpoint(
-                run_dir / runs.CHECKPOINT, model, meta={"step": 0, "imported_from": str(folder)}
-            )
+            meta = {"step": 0, "imported_from": imported["folder"]}
+            save_checkpoint(run_dir / runs.CHECKPOINT, model, meta=meta)
             runs.write_json(run_dir / runs.TOKENIZER, tokenizer.to_dict())
-            # The config last: a folder without it is no run, should this stop halfway.
-            imported = {"format": "gpt2", "source": str(source), "folder": str(folder)}
             runs.save_config(run_dir, model.config, train, imported=imported)
     except BaseException:
         if created and {p.name for p in run_dir.iterdir()} <= {runs.LOCK}:

@@ -134,10 +134,13 @@ def load_run_tokenizer(run_dir: Path | str) -> Tokenizer:
 
 
 def model_vocab_size(tokenizer: Tokenizer, arch: str) -> int:
-    """The model vocabulary a tokenizer calls for: its ids, plus an encoder's specials."""
+    """The model vocabulary a tokenizer calls for: its ids, plus an encoder's specials
+    (unless the tokenizer has its own, as BERT's WordPiece has)."""
     from glassbox.models.encoder import ENCODER_SPECIALS
+    from glassbox.tokenizers import WordPiece
 
-    return tokenizer.vocab_size + (len(ENCODER_SPECIALS) if arch == "encoder" else 0)
+    own = isinstance(tokenizer, WordPiece)
+    return tokenizer.vocab_size + (len(ENCODER_SPECIALS) if arch == "encoder" and not own else 0)
 
 
 def load_tokens(run_dir: Path | str, vocab_size: int, block_size: int) -> TokenDataset:

@@ -19,6 +19,7 @@ from glassbox.analysis.detectors import DETECTORS, head_scores, repeated_random_
 from glassbox.analysis.lens import direct_logit_attribution, logit_lens
 from glassbox.analysis.patching import ablate_heads
 from glassbox.errors import GlassboxError
+from glassbox.tokenizers import WordPiece
 
 PROBE_LENGTH = 20  # block length of the repeated-random-tokens probe
 
@@ -137,7 +138,9 @@ def inspect_run(
     if not ids:
         raise GlassboxError("the prompt encodes to no tokens")
     names = [token_text(tokenizer, i) for i in ids]
-    if arch == "encoder":
+    if arch == "encoder" and isinstance(tokenizer, WordPiece):  # BERT reads [CLS] text [SEP]
+        ids, names = [tokenizer.cls_id, *ids, tokenizer.sep_id], ["[CLS]", *names, "[SEP]"]
+    elif arch == "encoder":
         from glassbox.models.encoder import encoder_special_ids
 
         ids, names = (

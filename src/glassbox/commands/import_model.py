@@ -18,7 +18,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "already in the Hugging Face cache ($HF_HUB_CACHE, $HF_HOME/hub or "
         "~/.cache/huggingface/hub). Nothing is downloaded.",
     )
-    p.add_argument("format", choices=["gpt2"], help="the checkpoint's family")
+    p.add_argument(
+        "format", choices=["gpt2", "bert"], help="the checkpoint's family (bert: BERT-style "
+        "encoders such as all-MiniLM-L6-v2, with a WordPiece vocab.txt)"
+    )  # fmt: skip
     p.add_argument(
         "source", metavar="SOURCE", help="a Hugging Face GPT-2 folder, or a cached model name"
     )
@@ -28,6 +31,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.format == "bert":
+        from glassbox.embed import import_encoder
+
+        run_dir = import_encoder(args.source, args.run, overwrite=args.overwrite)
+        print(f"wrote {run_dir}: a BERT-style encoder with its WordPiece tokenizer")
+        print(f'try: glassbox inspect {run_dir} --prompt "The cat sat on the mat." --html a.html')
+        return 0
     from glassbox.pretrained import describe_import, import_gpt2
 
     run_dir = import_gpt2(args.source, args.run, overwrite=args.overwrite)

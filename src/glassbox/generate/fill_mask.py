@@ -7,6 +7,7 @@ import torch
 from glassbox.errors import GlassboxError
 from glassbox.models import evaluating
 from glassbox.models.encoder import Encoder, encoder_special_ids
+from glassbox.tokenizers import WordPiece
 
 MASK_TEXT = "[MASK]"
 
@@ -23,6 +24,11 @@ def fill_mask(
     >>> fill_mask(model, tokenizer, "def f(x): retu[MASK]n x")  # doctest: +SKIP
     [[('r', 0.97), ...]]
     """
+    if isinstance(tokenizer, WordPiece):
+        raise GlassboxError(
+            "this encoder was imported from BERT weights without a masked-LM head: it "
+            "embeds (glassbox embed) but does not fill masks"
+        )
     if MASK_TEXT not in text:
         raise GlassboxError(f"the text has no {MASK_TEXT} to fill")
     if top_k < 1:
