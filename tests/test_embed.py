@@ -211,3 +211,20 @@ def test_an_imported_encoder_is_a_run_that_inspect_and_the_hooks_read(tmp_path, 
     assert "without a masked-LM head" in capsys.readouterr().err
     assert main(["import", "bert", str(minilm.get_model_path()), "--run", str(run)]) == 2
     assert "already holds a run" in capsys.readouterr().err
+
+
+def test_embed_shows_directions_in_the_input_embeddings(capsys):
+    model = str(minilm.get_model_path())
+    assert main(["embed", "--model", model, "--analogy", "man", "king", "woman", "-k", "3"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].split()[:2] == ["1.", "queen"]  # king - man + woman
+    assert main(["embed", "--model", model, "--neighbours", "king", "-k", "5"]) == 0
+    assert "queen" in capsys.readouterr().out
+    assert main(["embed", "--model", model, "--direction", "plural"]) == 0
+    assert "plural on the input embeddings" in capsys.readouterr().out
+    assert main(["embed", "--model", model, "--neighbours", "glassbox"]) == 2
+    assert "'glassbox' is not a single token: it splits into 'glass' '##box'" in (
+        capsys.readouterr().err
+    )
+    assert main(["embed", "--model", model, "--neighbours", "king", "some text"]) == 2
+    assert "take no texts" in capsys.readouterr().err

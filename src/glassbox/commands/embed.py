@@ -28,6 +28,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--file", default=None, help="embed this file's lines (- for stdin)")
     p.add_argument("--out", default=None, help="write the vectors to this .npy file")
     p.add_argument("--batch-size", type=int, default=32, help="texts per forward pass (32)")
+    look = p.add_argument_group(
+        "directions in embedding space (docs/embeddings.md): instead of embedding texts, "
+        "look at the model's input token embeddings"
+    )
+    look.add_argument("--neighbours", metavar="WORD", help="the nearest tokens to WORD")
+    look.add_argument(
+        "--analogy", nargs=3, metavar=("A", "B", "C"), help="A is to B as C is to ?: the tokens "
+        "nearest B - A + C (man king woman: queen)"
+    )  # fmt: skip
+    look.add_argument(
+        "--direction", choices=["gender", "plural"], help="a direction fitted on word pairs, "
+        "and held-out pairs projected onto it"
+    )  # fmt: skip
+    look.add_argument(
+        "--similarity", action="store_true",
+        help="cosine of paraphrase pairs against unrelated and same-words pairs",
+    )  # fmt: skip
+    look.add_argument("-k", type=int, default=10, help="how many tokens to list (10)")
     p.set_defaults(handler=run)
 
 
@@ -60,6 +78,14 @@ def run(args: argparse.Namespace) -> int:
 
     from glassbox.embed import load_encoder
 
+    if args.neighbours or args.analogy or args.direction or args.similarity:
+        if args.texts or args.file or args.out:
+            raise GlassboxError(
+                "--neighbours, --analogy, --direction and --similarity take no texts"
+            )
+        for line in look(load_encoder(args.model), args):
+            print(line)
+        return 0
     texts = read_texts(args)
     if args.out is not None and not args.out.endswith(".npy"):
         raise GlassboxError(f"--out writes a .npy file; got {args.out}")
@@ -81,3 +107,29 @@ def run(args: argparse.Namespace) -> int:
     for text, vector in zip(texts, vectors, strict=True):
         print(json.dumps({"text": text, "embedding": [round(float(x), 7) for x in vector]}))
     return 0
+
+
+def look(encoder, args: argparse.Namespace) -> list[str]:
+    """The lines that --neighbours, --analogy, --direction and --similarity print."""
+    from glassbox.analysis import directions as d
+
+    if args.k < 1:
+        raise GlassboxError(f"-k must be at least 1; got {args.k}")
+    model, tokenizer = encoder.model, encoder.tokenizer
+    lines: list[str] = []
+    if args.neighbours or args.analogy or args.direction:
+        space = d.input_space(model, tokenizer)
+    if args.neighbours:
+        lines.append(f"nearest to {args.neighbours!r} (input embeddings, cosine):")
+        lines += d.format_scored(d.neighbours(space, tokenizer, args.neighbours, k=args.k))
+    if args.analogy:
+        a, b, c = args.analogy
+        lines.append(f"{b} - {a} + {c} (input embeddings, the three words left out):")
+        lines += d.format_scored(d.analogy(space, tokenizer, a, b, c, k=args.k))
+    if args.direction:
+        fit, held_out = d.DIRECTIONS[args.direction]
+        report = d.direction_report(space, tokenizer, fit, held_out)
+        lines += d.format_direction_report(report, args.direction)
+    if args.similarity:
+        lines += d.format_similarity_report(d.similarity_report(model, tokenizer))
+    return lines
