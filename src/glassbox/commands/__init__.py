@@ -18,9 +18,11 @@ from glassbox.commands import (
     import_model,
     inspect,
     sample,
+    superposition,
     tokenize,
     train,
 )
 
 # In the order `glassbox --help` lists them.
-COMMANDS = [train, sample, eval, fill_mask, count, tokenize, compare, inspect, embed, import_model, export_model]  # fmt: skip
+COMMANDS = [train, sample, eval, fill_mask, count, tokenize, compare, inspect, superposition,
+            embed, import_model, export_model]  # fmt: skip
