@@ -17,6 +17,7 @@ from glassbox.commands import (
     fill_mask,
     import_model,
     inspect,
+    rag,
     sample,
     superposition,
     tokenize,
@@ -25,4 +26,4 @@ from glassbox.commands import (
 
 # In the order `glassbox --help` lists them.
 COMMANDS = [train, sample, eval, fill_mask, count, tokenize, compare, inspect, superposition,
-            embed, import_model, export_model]  # fmt: skip
+            embed, rag, import_model, export_model]  # fmt: skip
