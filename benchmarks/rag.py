@@ -46,7 +46,7 @@ import numpy as np
 import sentence_transformers
 import torch
 
-from glassbox import rag
+from glassbox import rag, vector_search
 from glassbox.embed import load_encoder
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
@@ -246,14 +246,14 @@ def real(
 
     lists = max(1, min(len(chunks), int(4 * np.sqrt(len(chunks)))))
     start = time.perf_counter()
-    ivf = rag.build_ivf(vectors, lists)
+    ivf = vector_search.build_ivf(vectors, lists)
     ivf_s = time.perf_counter() - start
     our_query_vectors = encoder.encode(questions)  # (Q, C)
-    exact = rag.search(vectors, our_query_vectors, 10)[1]
+    exact = vector_search.search(vectors, our_query_vectors, 10)[1]
     recall = {}
     for nprobe in (1, 4, 16, 64):
         if nprobe <= lists:
-            approx = rag.ivf_search(ivf, vectors, our_query_vectors, 10, nprobe)[1]
+            approx = vector_search.ivf_search(ivf, vectors, our_query_vectors, 10, nprobe)[1]
             recall[f"nprobe_{nprobe}"] = agreement(approx, exact)["mean_overlap_at_k"]
     return {
         "corpus": f"docstrings of {len(docs)} stdlib modules ({STDLIB})",
@@ -275,7 +275,7 @@ def real(
         },
         "top10_agreement": agreement(our_ids, their_ids),
         "top10_agreement_same_vectors": agreement(
-            rag.search(reference, query_vectors, 10)[1], flat.search(query_vectors, 10)[1]
+            vector_search.search(reference, query_vectors, 10)[1], flat.search(query_vectors, 10)[1]
         ),
         "embedding_cosine_min": round(float(cosines.min()), 7),
         "ivf": {"lists": lists, "build_s": round(ivf_s, 3), "recall_at_10": recall},

@@ -18,7 +18,7 @@ from helpers import scramble
 from hypothesis import given
 from hypothesis import strategies as st
 
-from glassbox import rag
+from glassbox import rag, vector_search
 from glassbox.cli import main
 from glassbox.embed import SentenceEncoder
 from glassbox.tokenizers import WordPiece
@@ -158,7 +158,7 @@ def brute_force(vectors, queries, k):
 @pytest.mark.parametrize("k", [1, 10, 500])
 def test_exact_search_matches_a_full_sort(block_rows, k):
     vectors, queries = unit_vectors(300, 16), unit_vectors(5, 16, seed=1)
-    scores, ids = rag.search(vectors, queries, k, block_rows=block_rows)
+    scores, ids = vector_search.search(vectors, queries, k, block_rows=block_rows)
     want_scores, want_ids = brute_force(vectors, queries, min(k, 300))
     np.testing.assert_array_equal(ids, want_ids)
     np.testing.assert_allclose(scores, want_scores, rtol=0, atol=1e-6)
@@ -166,7 +166,7 @@ def test_exact_search_matches_a_full_sort(block_rows, k):
 
 def test_ties_go_to_the_lower_id():
     vectors = np.array([[0, 1], [1, 0], [0, 1], [1, 0]], dtype=np.float32)
-    _, ids = rag.search(vectors, np.array([[1, 0]], dtype=np.float32), 3, block_rows=3)
+    _, ids = vector_search.search(vectors, np.array([[1, 0]], dtype=np.float32), 3, block_rows=3)
     assert ids.tolist() == [[1, 3, 0]]
 
 
@@ -175,7 +175,7 @@ def test_search_of_a_memory_mapped_float16_file(tmp_path):
     np.save(tmp_path / "v.npy", vectors.astype(np.float16))
     mapped = np.load(tmp_path / "v.npy", mmap_mode="r")
     queries = unit_vectors(20, 32, seed=1)
-    _, ids = rag.search(mapped, queries, 10, block_rows=512)
+    _, ids = vector_search.search(mapped, queries, 10, block_rows=512)
     _, want = brute_force(vectors.astype(np.float16), queries, 10)
     np.testing.assert_array_equal(ids, want)
 
@@ -185,9 +185,9 @@ def test_exact_search_is_fast_over_memory_mapped_vectors(tmp_path):
     np.save(tmp_path / "v.npy", unit_vectors(n, 384))
     mapped = np.load(tmp_path / "v.npy", mmap_mode="r")
     query = unit_vectors(1, 384, seed=1)
-    rag.search(mapped, query, 10)  # pages in
+    vector_search.search(mapped, query, 10)  # pages in
     started = time.perf_counter()
-    _, ids = rag.search(mapped, query, 10)
+    _, ids = vector_search.search(mapped, query, 10)
     assert time.perf_counter() - started < 0.5  # ~0.03 s on a laptop: 1e6 chunks in < 1 s
     assert ids.shape == (1, 10)
 
@@ -198,12 +198,12 @@ def test_ivf_probing_every_list_is_exact_and_a_few_lists_recall_most():
     x = centers[rng.integers(0, 20, 2000)] + 0.15 * rng.standard_normal((2000, 16))  # (N, C)
     x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
     queries = x[rng.integers(0, 2000, 50)] + 0.05 * rng.standard_normal((50, 16))
-    ivf = rag.build_ivf(x, 20, seed=0)
+    ivf = vector_search.build_ivf(x, 20, seed=0)
     assert sorted(ivf.ids.tolist()) == list(range(2000)) and ivf.bounds[-1] == 2000
-    _, exact = rag.search(x, queries, 10)
-    _, everything = rag.ivf_search(ivf, x, queries, 10, nprobe=20)
+    _, exact = vector_search.search(x, queries, 10)
+    _, everything = vector_search.ivf_search(ivf, x, queries, 10, nprobe=20)
     np.testing.assert_array_equal(everything, exact)
-    _, few = rag.ivf_search(ivf, x, queries, 10, nprobe=3)
+    _, few = vector_search.ivf_search(ivf, x, queries, 10, nprobe=3)
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(few, exact, strict=True)])
     assert recall >= 0.9
 
@@ -473,3 +473,4 @@ def test_a_run_continues_the_prompt(built, encoder, tmp_path, monkeypatch, capsy
 
 def test_the_docstring_examples_run():
     assert doctest.testmod(rag).failed == 0
+    assert doctest.testmod(vector_search).failed == 0
