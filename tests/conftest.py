@@ -61,3 +61,11 @@ def tiny_configs(tmp_path, text_file):
         return from_preset("char-small", **settings)
 
     return make
+
+
+@pytest.fixture
+def text(tmp_path):
+    """A short file of repeated English, as the path string the CLI takes (--data)."""
+    path = tmp_path / "text.txt"
+    path.write_text("the quick brown fox jumps over the lazy dog. " * 200, encoding="utf-8")
+    return str(path)

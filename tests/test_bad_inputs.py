@@ -221,7 +221,7 @@ BAD_VALUES = {
     "grad clip nan": (["train", "--grad-clip", "nan"], "grad_clip must be a finite"),
     "a problem-task switch on a corpus run": (
         ["train", "--no-mask-problem"],
-        "applies to tasks addition-gpt and calculator only",
+        "applies to tasks addition-gpt, calculator, facts only",
     ),
     "resume with fewer iterations than done": (
         ["train", "--resume", "--max-iters", "2", "--no-progress"],

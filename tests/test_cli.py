@@ -143,3 +143,28 @@ def test_several_samples_with_a_stop_string(trained_run, capsys):
     for sample in samples:
         text = sample.split("\n", 1)[1]
         assert text.startswith("First") and text.count("\n") == 1  # cut at the first newline
+
+
+def test_the_speedrun_flags_train_a_run_that_samples_counts_and_resumes(
+    tmp_path, text_file, capsys
+):
+    data, run = text_file, tmp_path / "run"
+    recipe = ["--pos-encoding", "rope", "--norm", "rmsnorm", "--qk-norm", "--activation",
+              "relu2", "--no-tie-embeddings", "--zero-init", "--logit-softcap", "15",
+              "--optimizer", "muon", "--muon-lr", "0.03", "--lr-schedule", "wsd",
+              "--decay-fraction", "0.4"]  # fmt: skip
+    assert main(["train", "--data", str(data), "--run", str(run), *TINY, *recipe]) == 0
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["model"]["qk_norm"] is True and saved["model"]["tie_embeddings"] is False
+    assert saved["train"]["optimizer"] == "muon" and saved["train"]["muon_lr"] == 0.03
+    capsys.readouterr()
+    assert main(["sample", "--run", str(run), "--prompt", "First", "--max-new-tokens", "10"]) == 0
+    assert capsys.readouterr().out.startswith("First")
+    assert main(["count", "--run", str(run), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    vocab = saved["model"]["vocab_size"]
+    assert report["params"]["head"] == vocab * 16  # the untied lm_head, counted
+    assert main(["train", "--resume", "--run", str(run), "--max-iters", "9", "--no-progress"]) == 0
+    assert main(["train", "--run", str(tmp_path / "bad"), "--optimizer", "muon",
+                 "--muon-lr", "-1", "--no-progress"]) == 2  # fmt: skip
+    assert "muon_lr must be positive" in capsys.readouterr().err

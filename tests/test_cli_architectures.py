@@ -118,4 +118,4 @@ def test_the_cli_offers_every_task():
     from glassbox.config import TASKS
     from glassbox.data.tasks import TASKS as SEQ2SEQ_TASKS
 
-    assert (*SEQ2SEQ_TASKS, "induction", "addition-gpt", "calculator") == TASKS
+    assert (*SEQ2SEQ_TASKS, "induction", "addition-gpt", "calculator", "facts") == TASKS

@@ -77,7 +77,7 @@ def test_the_ablation_flags_belong_to_addition_gpt_only(tmp_path, capsys):
     run = tmp_path / "run"
     args = ["train", "--run", str(run), "--task", "reverse", "--no-mask-problem", "--no-progress"]
     assert main(args) == 2
-    assert "applies to tasks addition-gpt and calculator only" in capsys.readouterr().err
+    assert "applies to tasks addition-gpt, calculator, facts only" in capsys.readouterr().err
     assert not run.exists()
 
 

@@ -6,6 +6,7 @@ import pytest
 from glassbox.commands import compare as compare_command
 from glassbox.compare import SUITES, compare, format_table, parse_variant
 from glassbox.config import ConfigError, from_preset
+from glassbox.runs import load_configs
 from glassbox.train import trainer
 
 KEYS = {
@@ -132,6 +133,43 @@ def test_suites_share_one_baseline():
     values = {v for spec in everything for v in parse_variant(spec)[1].values()}
     assert {"sinusoidal", "rope", "alibi", "relative", "rmsnorm", "batchnorm"} <= values
     assert {"post", "swiglu"} <= values
+    assert {"relu2", "muon", "wsd"} <= values  # the speedrun suite (issue 17)
+    assert {"qk_norm", "tie_embeddings", "zero_init", "logit_softcap"} <= {
+        key for spec in SUITES["speedrun"] for key in parse_variant(spec)[1]
+    }
+
+
+def test_the_speedrun_variants_each_train_one_change_away_from_the_baseline(tmp_path, tiny):
+    variants = [
+        "baseline",
+        "qk-norm:qk_norm=true",
+        "relu2:activation=relu2",
+        "head:tie_embeddings=false,zero_init=true",
+        "softcap:logit_softcap=5",
+        "muon:optimizer=muon,muon_lr=0.05",
+        "wsd:lr_schedule=wsd,decay_fraction=0.5",
+    ]
+    rows = compare(variants, preset="char-tiny", base=tiny, run_root=tmp_path / "runs")
+    by = {row["variant"]: row for row in rows}
+    for row in rows:
+        assert 0 < row["best_val_loss"] <= row["val_loss"] < 10, row["variant"]
+    baseline = by["baseline"]
+    vocab = load_configs(tmp_path / "runs" / "baseline")[0].vocab_size
+    n_embd = from_preset("char-tiny")[0].n_embd
+    assert by["head"]["params"] == baseline["params"] + vocab * n_embd  # lm_head of its own
+    for name in ("qk-norm", "relu2", "softcap", "muon", "wsd"):
+        assert by[name]["params"] == baseline["params"], name  # no parameters of their own
+    for name in ("qk-norm", "relu2", "head", "muon", "wsd"):
+        assert by[name]["val_loss"] != baseline["val_loss"], name
+    assert by["head"]["changes"] == {"tie_embeddings": "false", "zero_init": "true"}
+
+
+def test_the_char_speedrun_preset_runs_in_compare(tmp_path, tiny):
+    rows = compare(["baseline", "adamw:optimizer=adamw,lr_schedule=cosine"],
+                   preset="char-speedrun", base=tiny, run_root=tmp_path / "runs")  # fmt: skip
+    assert rows[0]["params"] == rows[1]["params"]
+    assert all(0 < row["val_loss"] < 10 for row in rows)
+    assert rows[0]["val_loss"] != rows[1]["val_loss"]
 
 
 def parse(argv):

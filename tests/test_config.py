@@ -55,3 +55,42 @@ def test_n_kv_head_must_divide_n_head():
     assert ModelConfig(n_head=4).kv_heads == 4
     with pytest.raises(ConfigError, match=r"n_kv_head \(3\) must divide n_head \(4\)"):
         ModelConfig(n_head=4, n_kv_head=3)
+
+
+@pytest.mark.parametrize(
+    "cls, bad, message",
+    [
+        (ModelConfig, {"logit_softcap": -1.0}, r"logit_softcap must be a finite number >= 0"),
+        (ModelConfig, {"logit_softcap": float("inf")}, r"logit_softcap must be a finite"),
+        (ModelConfig, {"activation": "relu3"}, r"activation must be one of .*relu2"),
+        (TrainConfig, {"optimizer": "sgd"}, r"optimizer must be one of adamw, muon; got 'sgd'"),
+        (TrainConfig, {"muon_lr": 0.0}, r"muon_lr must be positive; got 0.0"),
+        (TrainConfig, {"muon_lr": -0.02}, r"muon_lr must be positive"),
+        (TrainConfig, {"muon_momentum": 1.0}, r"muon_momentum must be in \[0, 1\)"),
+        (TrainConfig, {"lr_schedule": "linear"}, r"lr_schedule must be one of cosine, wsd"),
+        (TrainConfig, {"decay_fraction": 0.0}, r"decay_fraction must be in \(0, 1\]"),
+        (TrainConfig, {"decay_fraction": 1.5}, r"decay_fraction must be in \(0, 1\]"),
+        (TrainConfig, {"optimizer": "muon", "fsdp": True}, r"optimizer muon .* fsdp"),
+    ],
+)
+def test_recipe_settings_reject_bad_values_in_one_line(cls, bad, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        cls(**bad)
+    assert "\n" not in str(info.value)
+
+
+def test_char_speedrun_preset_uses_the_modern_recipe_on_char_smalls_task():
+    model, train = from_preset("char-speedrun")
+    small_model, small_train = from_preset("char-small")
+    assert (model.n_layer, model.n_head, model.n_embd) == (4, 4, 128)
+    assert model.block_size == small_model.block_size  # the same task: context 64
+    assert (model.pos_encoding, model.norm, model.activation) == ("rope", "rmsnorm", "relu2")
+    assert model.qk_norm and not model.tie_embeddings and model.zero_init
+    assert model.logit_softcap > 0
+    assert (train.optimizer, train.lr_schedule, train.dtype) == ("muon", "wsd", "bfloat16")
+    assert train.data == "shakespeare" and train.max_iters == train.lr_decay_iters
+    assert train.run_dir == "runs/char-speedrun"
+    # the defaults keep every earlier preset as it was
+    assert not small_model.qk_norm and small_model.tie_embeddings and not small_model.zero_init
+    assert small_model.logit_softcap == 0
+    assert (small_train.optimizer, small_train.lr_schedule) == ("adamw", "cosine")

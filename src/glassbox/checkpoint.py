@@ -1,9 +1,10 @@
 """Checkpoints as single safetensors files, written atomically.
 
 A checkpoint holds everything needed to continue a run exactly: model weights under
-`model.*`, AdamW moments under `optim.*`, the RNG states as uint8 tensors under `rng.*`,
-and, as JSON strings in the safetensors metadata, the step, the optimizer's hyperparameter
-groups and any extra fields. Nothing is pickled, so loading a file never runs code.
+`model.*`, the optimizer's state (AdamW's moments, Muon's momentum) under `optim.*`, the
+RNG states as uint8 tensors under `rng.*`, and, as JSON strings in the safetensors
+metadata, the step, the optimizer's hyperparameter groups and any extra fields. Nothing
+is pickled, so loading a file never runs code.
 
 Each file is written to a temporary name in the same directory, flushed to disk, and then
 renamed over the old one: a crash mid-save leaves the previous checkpoint intact.

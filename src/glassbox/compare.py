@@ -48,7 +48,16 @@ _GROUPS: dict[str, list[str]] = {
     ],
     "norms": ["rmsnorm:norm=rmsnorm", "batchnorm:norm=batchnorm"],
     "placement": ["post-norm:norm_placement=post"],
-    "activations": ["swiglu:activation=swiglu"],
+    "activations": ["swiglu:activation=swiglu", "relu2:activation=relu2"],
+    # modded-nanogpt's changes to the recipe (the char-speedrun preset has them all)
+    "speedrun": [
+        "qk-norm:qk_norm=true",
+        "untied:tie_embeddings=false",
+        "zero-init:tie_embeddings=false,zero_init=true",
+        "softcap:logit_softcap=15",
+        "muon:optimizer=muon",
+        "wsd:lr_schedule=wsd",
+    ],
 }
 SUITES: dict[str, list[str]] = {name: ["baseline", *group] for name, group in _GROUPS.items()}
 SUITES["all"] = ["baseline"] + [spec for group in _GROUPS.values() for spec in group]

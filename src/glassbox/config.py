@@ -1,4 +1,5 @@
-"""Typed configuration: the model's shape, the training recipe, and named presets.
+"""Typed configuration: the model's shape, the training recipe, and named presets (their
+values live in glassbox.presets; `from_preset` builds checked configs from them).
 
 Configs are dataclasses validated when they are built, so a bad value fails at once with
 a sentence instead of deep inside a forward pass. Every run saves both configs as JSON,
@@ -12,10 +13,11 @@ import dataclasses
 import difflib
 import math
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
 from glassbox.errors import GlassboxError
+from glassbox.presets import PRESETS  # the named starting points, which from_preset reads
 
 ARCHS = ("decoder", "encoder", "encoder-decoder")
 POS_ENCODINGS = ("learned", "sinusoidal", "rope", "alibi", "relative", "none")
@@ -24,17 +26,19 @@ ATTENTION_IMPLS = ("auto", "sdpa", "manual")
 # (MLPS, ATTENTIONS) and glassbox.nn.positional (POSITION_SCHEMES); a test keeps them equal.
 MLP_KINDS = ("dense", "moe")
 ATTENTION_KINDS = ("mha", "moh")
-ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "swiglu")
+ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "relu2", "swiglu")
 NORMS = ("layernorm", "rmsnorm", "batchnorm")
 NORM_PLACEMENTS = ("pre", "post")
 DTYPES = ("auto", "float32", "bfloat16")
+OPTIMIZERS = ("adamw", "muon")
+LR_SCHEDULES = ("cosine", "wsd")
 TOKENIZERS = ("char", "bpe")
 SEQ2SEQ_TASKS = ("copy", "reverse", "sort", "addition")  # glassbox.data.tasks makes them
 # decoder-only tasks: induction (repeated random blocks), addition-gpt (a+b=c, the sum
 # least significant first; glassbox.data.arithmetic), calculator (+ - * / with the school
 # algorithm's steps before each answer; glassbox.data.calculator)
-DECODER_TASKS = ("induction", "addition-gpt", "calculator")
-PROBLEM_TASKS = ("addition-gpt", "calculator")  # rows "problem=answer", loss maskable
+DECODER_TASKS = ("induction", "addition-gpt", "calculator", "facts")  # facts: data.facts
+PROBLEM_TASKS = ("addition-gpt", "calculator", "facts")  # rows "problem=answer", loss maskable
 TASKS = (*SEQ2SEQ_TASKS, *DECODER_TASKS)
 
 
@@ -83,8 +87,9 @@ class ModelConfig:
     moh_balance_coef: float = 0.01  # moh: weight of the heads' load-balancing loss
     attn_only: bool = False  # blocks without MLPs: the circuits interpretability starts from
     mlp_ratio: int = 4  # hidden width of the MLP is mlp_ratio * n_embd
-    # gelu (exact, erf) | gelu_tanh (GPT-2's approximation) | relu | swiglu (gated; hidden
-    # width 2/3 of mlp_ratio * n_embd so the MLP keeps its parameter count)
+    # gelu (exact, erf) | gelu_tanh (GPT-2's approximation) | relu | relu2 (relu squared,
+    # So et al. 2021's Primer; modded-nanogpt) | swiglu (gated; hidden width 2/3 of
+    # mlp_ratio * n_embd so the MLP keeps its parameter count)
     activation: str = "gelu"
     # which MLP module, from nn.block.MLPS: dense (fc, activation, proj) | moe (a mixture
     # of experts, each a dense MLP of the same shape, chosen per token by a router)
@@ -103,6 +108,17 @@ class ModelConfig:
     # pre (GPT-2: normalize each sublayer's input; final norm at the end) | post (2017
     # paper and BERT: normalize after each residual addition)
     norm_placement: str = "pre"
+    # RMS-normalize every head's queries and keys (no gain) before their dot product, so
+    # a score is at most sqrt(d_head) in size and no logit of attention can blow up
+    qk_norm: bool = False
+    # the output layer is the token embedding transposed (GPT-2); False: a Linear of its
+    # own (lm_head), which costs vocab_size * n_embd parameters
+    tie_embeddings: bool = True
+    # start the Linears that write into the residual stream (each block's proj) and an
+    # untied lm_head at zero: every block starts as the identity, every logit at 0
+    zero_init: bool = False
+    # logits = cap * tanh(logits / cap), so none exceeds cap in size (Gemma 2); 0 = off
+    logit_softcap: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "mlp_ratio"):
@@ -134,6 +150,10 @@ class ModelConfig:
         if self.max_relative_distance < 1:
             raise ConfigError(
                 f"max_relative_distance must be >= 1; got {self.max_relative_distance}"
+            )
+        if not (math.isfinite(self.logit_softcap) and self.logit_softcap >= 0):
+            raise ConfigError(
+                f"logit_softcap must be a finite number >= 0 (0 = off); got {self.logit_softcap}"
             )
         self._check_sparse()
         if self.pos_encoding == "rope" and self.d_head % 2:
@@ -229,10 +249,19 @@ class TrainConfig:
     batch_size: int = 12
     grad_accum: int = 1  # micro-batches per optimizer step
     max_iters: int = 2000
-    lr: float = 1e-3  # peak learning rate, reached after warmup
-    min_lr: float = 1e-4  # floor of the cosine decay
+    # adamw | muon (Muon, Jordan 2024: orthogonalized momentum for the blocks' matrices,
+    # at muon_lr; AdamW at lr for embeddings, lm_head, biases and gains; glassbox.train.muon)
+    optimizer: str = "adamw"
+    lr: float = 1e-3  # peak learning rate, reached after warmup (AdamW's, with muon)
+    muon_lr: float = 0.02  # muon: peak learning rate of the blocks' matrices
+    muon_momentum: float = 0.95  # muon: momentum of the (Nesterov) gradient average
+    min_lr: float = 1e-4  # floor of the decay (muon's matrices: muon_lr * min_lr / lr)
     warmup_iters: int = 100
-    lr_decay_iters: int = 2000  # cosine reaches min_lr here and stays there
+    # cosine (from lr after warmup down to min_lr at lr_decay_iters) | wsd (warmup,
+    # stable at lr, then a linear decay to min_lr over the last decay_fraction)
+    lr_schedule: str = "cosine"
+    lr_decay_iters: int = 2000  # the schedule reaches min_lr here and stays there
+    decay_fraction: float = 0.2  # wsd: the share of lr_decay_iters spent decaying
     weight_decay: float = (
         0.1  # on matrices (incl. embeddings) only; biases and norm gains are exempt
     )
@@ -282,6 +311,7 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be in [0, 1); got {getattr(self, name)}")
         _check_choice("tokenizer", self.tokenizer, TOKENIZERS)
         _check_choice("dtype", self.dtype, DTYPES)
+        self._check_optimizer()
         if self.task:
             _check_choice("task", self.task, TASKS)
         where = f"task {self.task}" if self.task else "a corpus run"
@@ -289,7 +319,7 @@ class TrainConfig:
             raise ConfigError(f"reverse_answer applies to task addition-gpt only, not to {where}")
         if self.task not in PROBLEM_TASKS and not self.mask_problem:
             raise ConfigError(
-                f"mask_problem applies to tasks {' and '.join(PROBLEM_TASKS)} only, not to {where}"
+                f"mask_problem applies to tasks {', '.join(PROBLEM_TASKS)} only, not to {where}"
             )
         if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
             raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or mps; got {self.device!r}")
@@ -317,91 +347,25 @@ class TrainConfig:
             if m["last"] is not None and int(m["last"]) < int(m["first"]):
                 raise ConfigError(f"freeze: {part.strip()} counts backwards; write A <= B")
 
+    def _check_optimizer(self) -> None:
+        """The optimizer and schedule settings (docs/training.md)."""
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        if not self.muon_lr > 0:
+            raise ConfigError(f"muon_lr must be positive; got {self.muon_lr}")
+        if not 0 <= self.muon_momentum < 1:
+            raise ConfigError(f"muon_momentum must be in [0, 1); got {self.muon_momentum}")
+        if not 0 < self.decay_fraction <= 1:
+            raise ConfigError(
+                f"decay_fraction must be in (0, 1] (the share of lr_decay_iters the wsd "
+                f"schedule decays over); got {self.decay_fraction}"
+            )
+        if self.optimizer == "muon" and self.fsdp:
+            raise ConfigError(
+                "optimizer muon orthogonalizes whole matrices, and fsdp splits each across "
+                "the ranks: use DDP (no --fsdp) or optimizer adamw"
+            )
 
-@dataclass
-class Preset:
-    """A named starting point: model fields and train fields that differ from the defaults."""
-
-    description: str
-    model: dict[str, Any] = field(default_factory=dict)
-    train: dict[str, Any] = field(default_factory=dict)
-
-
-PRESETS: dict[str, Preset] = {
-    # Exactly the configuration of benchmarks/train_char.py and nanoGPT's CPU recipe for
-    # shakespeare_char; the dataclass defaults above are this preset.
-    "char-small": Preset("4 layers, 4 heads, 128 wide, context 64; 2000 iterations (~2 min CPU)"),
-    "char-tiny": Preset(
-        "2 layers, 32 wide, context 32; 200 iterations: a seconds-long smoke run",
-        model={"n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 32},
-        train={"max_iters": 200, "lr_decay_iters": 200, "warmup_iters": 20, "eval_interval": 50},
-    ),
-    "char-medium": Preset(
-        "6 layers, 6 heads, 384 wide, context 256, dropout 0.2: nanoGPT's GPU shakespeare_char",
-        model={"n_layer": 6, "n_head": 6, "n_embd": 384, "block_size": 256, "dropout": 0.2},
-        train={"batch_size": 64, "max_iters": 5000, "lr_decay_iters": 5000, "eval_iters": 200},
-    ),
-    "encoder": Preset(
-        "BERT-like masked-LM encoder with char-small's shape; lr 2e-3, since only 15% of "
-        "positions teach it anything per step",
-        model={"arch": "encoder"},
-        train={"lr": 2e-3, "run_dir": "runs/encoder"},
-    ),
-    "seq2seq": Preset(
-        "encoder-decoder, 2+2 layers, 128 wide, sinusoidal positions; 1000 iterations of a "
-        "--task (reverse: every held-out example right after about a minute on 2 CPU cores)",
-        model={"arch": "encoder-decoder", "n_layer": 2, "block_size": 48,
-               "pos_encoding": "sinusoidal"},
-        train={"task": "reverse", "batch_size": 64, "max_iters": 1000, "lr_decay_iters": 1000,
-               "eval_interval": 100, "eval_iters": 10, "weight_decay": 0.0,
-               "label_smoothing": 0.1, "run_dir": "runs/seq2seq"},
-    ),
-    "induction": Preset(
-        "2-layer attention-only decoder with RoPE on random blocks of 10-20 letters, each "
-        "repeated: grows previous-token and induction heads (glassbox inspect --heads)",
-        model={"n_layer": 2, "n_head": 4, "n_embd": 64, "attn_only": True, "block_size": 40,
-               "pos_encoding": "rope"},
-        train={"task": "induction", "batch_size": 64, "max_iters": 2000, "lr_decay_iters": 2000,
-               "eval_interval": 250, "eval_iters": 10, "weight_decay": 0.0,
-               "run_dir": "runs/induction",
-               "task_alphabet": "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"},
-    ),
-    "addition-gpt": Preset(
-        "EX2: a 2-layer decoder learns a+b=c on numbers of 1-5 digits, the sum written "
-        "least significant first, loss on the answer only (docs/exercises.md)",
-        model={"n_layer": 2, "n_head": 4, "n_embd": 128, "block_size": 32},
-        train={"task": "addition-gpt", "task_min_len": 1, "task_max_len": 5,
-               "batch_size": 128, "max_iters": 2000, "lr_decay_iters": 2000,
-               "warmup_iters": 100, "lr": 2e-3, "eval_interval": 250, "eval_iters": 10,
-               "weight_decay": 0.0, "run_dir": "runs/addition-gpt"},
-    ),
-    "calculator": Preset(
-        "swole doge: a 3-layer decoder learns + - * / (with remainder) on numbers of 1-3 "
-        "digits, writing the school algorithm's steps before each answer "
-        "(docs/exercises.md)",
-        model={"n_layer": 3, "n_head": 4, "n_embd": 128, "block_size": 48},
-        train={"task": "calculator", "task_min_len": 1, "task_max_len": 3,
-               "batch_size": 128, "max_iters": 3000, "lr_decay_iters": 3000,
-               "warmup_iters": 100, "lr": 2e-3, "eval_interval": 250, "eval_iters": 10,
-               "weight_decay": 0.0, "run_dir": "runs/calculator"},
-    ),
-}  # fmt: skip
-
-
-def _gpt2(n_layer: int, n_head: int, n_embd: int) -> dict[str, Any]:
-    """GPT-2's shape: 50257 BPE tokens, 1024 positions, biases, tanh-GELU."""
-    return dict(vocab_size=50257, block_size=1024, n_layer=n_layer, n_head=n_head,
-                n_embd=n_embd, bias=True, activation="gelu_tanh")  # fmt: skip
-
-
-for _name, _shape, _size in [
-    ("gpt2", (12, 12, 768), "124M"),
-    ("gpt2-medium", (24, 16, 1024), "350M"),
-    ("gpt2-large", (36, 20, 1280), "774M"),
-    ("gpt2-xl", (48, 25, 1600), "1558M"),
-]:
-    PRESETS[_name] = Preset(f"GPT-2 {_size} shape (for count and generation benchmarks)",
-                            model=_gpt2(*_shape))  # fmt: skip
 
 C = TypeVar("C", ModelConfig, TrainConfig)
 

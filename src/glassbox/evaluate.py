@@ -173,6 +173,10 @@ def evaluate_run(
 
             tokens, start = induction_probe(train_config, model)
             return {"run": run, "task": "induction", **repeat_losses(model, tokens, start)}
+        if train_config.task == "facts":  # recall per template, not exact match of a row
+            from glassbox.data.facts import recall
+
+            return {"run": run, "task": "facts", **recall(model, task_from_config(train_config))}
         if train_config.task in PROBLEM_TASKS:
             task = task_from_config(train_config)
             pairs = held_out_examples(task, train_config.seed)
@@ -210,6 +214,10 @@ def describe(result: dict[str, Any]) -> str:
             f"induction: loss {result['first_block_loss']:.4f} on random blocks, "
             f"{result['repeat_loss']:.4f} on their repeats"
         )
+    if result.get("task") == "facts":
+        from glassbox.data.facts import describe_recall
+
+        return describe_recall(result)
     if "by_length" in result:
         lines = [
             f"{result['task']}: exact match {result['exact_match']:.2%} on "

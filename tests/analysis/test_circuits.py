@@ -5,6 +5,7 @@ import torch
 
 from glassbox.analysis.circuits import (
     FactoredMatrix,
+    circuit_spectra,
     composition_scores,
     copying_score,
     copying_scores,
@@ -12,6 +13,7 @@ from glassbox.analysis.circuits import (
     full_qk_circuit,
     head_weights,
     ov_circuit,
+    plot_spectra,
     positional_qk_circuit,
     qk_circuit,
 )
@@ -304,3 +306,41 @@ def test_k_composition_of_a_constructed_pair():
     assert scores["q"][0, 1, 1, 2].item() == pytest.approx(0.0, abs=1e-6)
     others = torch.cat([k.flatten()[: 1 * 4 + 2], k.flatten()[1 * 4 + 3 :]])
     assert k[1, 2] > 1.5 * others.max()  # random pairings sit near 1/sqrt(C)
+
+
+# ---- ranks and spectra ----
+
+
+def test_circuit_ranks_match_matrix_rank_of_the_product():
+    """d_head 8 < d_model 32: every circuit has rank <= 8, and the factored rank is what
+    torch.linalg.matrix_rank says of the explicit 32 x 32 product, also for a head made
+    to use only 3 directions (W_V with 5 of its 8 columns zeroed)."""
+    model = tiny()
+    D = model.config.d_head
+    with torch.no_grad():
+        start = 2 * 32 + 1 * D  # layer 0's W_V rows for head 1 start after Q and K
+        model.blocks[0].attn.qkv.weight[start + 3 : start + D] = 0.0
+    spectra = circuit_spectra(model)
+    assert spectra["ov"]["singular_values"].shape == (2, 4, D)
+    for layer in range(2):
+        for head in range(4):
+            for kind, circuit in (("ov", ov_circuit), ("qk", qk_circuit)):
+                full = circuit(model, layer, head).full()  # (32, 32)
+                rank = int(spectra[kind]["rank"][layer, head])
+                assert rank == int(torch.linalg.matrix_rank(full)) <= D
+                close(spectra[kind]["singular_values"][layer, head], torch.linalg.svdvals(full)[:D])
+    assert spectra["ov"]["rank"][0, 1] == 3 and spectra["qk"]["rank"][0, 1] == D
+    assert (spectra["ov"]["singular_values"].diff(dim=-1) <= 1e-7).all()  # largest first
+
+
+def test_spectra_in_the_inspect_report_and_their_plot(tmp_path):
+    from glassbox.analysis.inspect import circuits_report, describe_inspection
+
+    model = tiny()
+    report = circuits_report(model)
+    assert report["ov_rank"] == [[8] * 4] * 2 and report["d_head"] == 8
+    assert len(report["qk_singular_values"][1][3]) == 8
+    text = describe_inspection({"circuits": report})
+    assert "W_OV rank per head (rows: layers; each is 32 x 32, d_head 8)" in text
+    assert "W_QK singular values per head, largest first" in text
+    assert plot_spectra(model, tmp_path / "spectra.png").stat().st_size > 0

@@ -16,6 +16,16 @@ VARIANTS = [
     dict(pos_encoding="rope"),
     dict(pos_encoding="rope", attention="sdpa", n_kv_head=2, norm="rmsnorm", activation="swiglu"),
     dict(pos_encoding="none"),
+    # modded-nanogpt's recipe (char-speedrun): normalized q and k are what the cache holds
+    dict(
+        pos_encoding="rope",
+        norm="rmsnorm",
+        qk_norm=True,
+        activation="relu2",
+        tie_embeddings=False,
+        logit_softcap=5.0,
+    ),
+    dict(qk_norm=True, attention="sdpa", n_kv_head=2, logit_softcap=5.0),
 ]
 
 

@@ -462,7 +462,7 @@ def test_swiglu_keeps_the_mlp_parameter_count():
     gelu, swiglu = count("gelu"), count("swiglu")
     assert gelu == 2 * 32 * 128  # fc (C -> 4C) and proj (4C -> C), no biases
     assert abs(swiglu - gelu) / gelu < 0.01  # three matrices of 2/3 the width
-    assert count("relu") == count("gelu_tanh") == gelu
+    assert count("relu") == count("relu2") == count("gelu_tanh") == gelu
     mlp = MLP(config(activation="swiglu"))
     assert mlp.fc.out_features == 2 * mlp.proj.in_features == 2 * (2 * 128 // 3)
 
@@ -477,6 +477,7 @@ REFERENCE_ACTIVATIONS = {  # the formulas, written out
     "gelu": lambda t: 0.5 * t * (1 + torch.erf(t / math.sqrt(2))),
     "gelu_tanh": lambda t: 0.5 * t * (1 + torch.tanh(GELU_K * (t + 0.044715 * t**3))),
     "relu": lambda t: t.clamp(min=0),
+    "relu2": lambda t: t.clamp(min=0) ** 2,
     "swiglu": _swiglu,
 }
 
@@ -494,7 +495,7 @@ def test_the_mlp_hidden_layer_is_its_activation(activation):
     (h,) = hidden  # (B, T, hidden): the input of the MLP's output projection
     mlp = model.blocks[0].mlp
     assert h.shape == (2, 10, mlp.proj.in_features)
-    if activation == "relu":
+    if activation in ("relu", "relu2"):
         assert h.min() >= 0 and (h == 0).float().mean() > 0.2  # negatives clipped to 0
     else:
         assert h.min() < 0  # gelu and silu let small negative values through

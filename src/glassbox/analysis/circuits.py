@@ -13,7 +13,8 @@ column vectors, so its products appear here transposed and in reverse order.
 
 Each circuit has rank <= D but is C x C (or V x V), so it stays factored
 (`FactoredMatrix`): norms, eigenvalues and singular values come from r x r products and
-the big matrix is only built when `.full()` asks for it.
+the big matrix is only built when `.full()` asks for it. `circuit_spectra` gives every
+head's singular values and rank, `plot_spectra` the cliff after the D-th value.
 
 What is left out, and why: the per-token scale of the norm before attention (a scalar
 per position, which changes a circuit's size at that position but not its shape),
@@ -24,6 +25,8 @@ cross-attention.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -238,10 +241,10 @@ def _embed(model: nn.Module, stack: nn.Module) -> Tensor:
 
 
 def _unembed(model: nn.Module, fold_ln: bool) -> Tensor:
-    """W_U (C, V): the tied unembedding tok_emb.weightᵀ, with the gain of the final norm
-    before the logits folded in (diag(g) @ W_U) under fold_ln."""
-    w_u = _at_least_float32(model.tok_emb.weight.detach()).T  # (C, V)
+    """W_U (C, V): the unembedding (tied or not; model.W_U), with the gain of the final
+    norm before the logits folded in (diag(g) @ W_U) under fold_ln."""
     final = model.decoder if isinstance(model, EncoderDecoder) else model  # ln_f feeds logits
+    w_u = _at_least_float32(model.W_U.detach())  # (C, V)
     g = _gain(final.ln_f, "the final norm ln_f") if fold_ln else None
     return w_u if g is None else _at_least_float32(g.detach())[:, None] * w_u
 
@@ -327,6 +330,82 @@ def copying_scores(model: nn.Module, *, fold_ln: bool = True, part: str | None =
     return torch.stack(rows)  # (L, H)
 
 
+def numerical_rank(singular_values: Tensor, shape: tuple[int, int]) -> Tensor:
+    """How many singular values (..., k) count as nonzero, by torch.linalg.matrix_rank's
+    default rule: above σ_max · max(m, n) · eps for an m x n matrix. (...,) integers."""
+    eps = torch.finfo(singular_values.dtype).eps
+    tol = singular_values.amax(dim=-1, keepdim=True) * max(shape) * eps  # (..., 1)
+    return (singular_values > tol).sum(dim=-1)
+
+
+def circuit_spectra(
+    model: nn.Module, *, fold_ln: bool = True, part: str | None = None
+) -> dict[str, dict[str, Tensor]]:
+    """Singular values and rank of every head's OV and QK circuit: {"ov": ..., "qk": ...},
+    each {"singular_values": (L, H, D) largest first, "rank": (L, H)}.
+
+    A circuit is a C x C matrix made of two C x D factors, so its rank is at most
+    D = d_head, however wide the residual stream: a head reads a D-dimensional
+    subspace and writes into another. The values come from the factored SVD (D x D
+    work per head); the rank counts the ones matrix_rank would keep for the C x C
+    product, and can be below D when a head uses fewer directions than it has.
+
+    >>> from glassbox.config import ModelConfig
+    >>> from glassbox.models import GPT
+    >>> spectra = circuit_spectra(GPT(ModelConfig(n_layer=2, n_head=4, n_embd=32)))
+    >>> spectra["ov"]["singular_values"].shape, int(spectra["ov"]["rank"].max())
+    (torch.Size([2, 4, 8]), 8)
+    """
+    stack = _stack(model, part)
+    out: dict[str, dict[str, list[Tensor]]] = {"ov": {}, "qk": {}}
+    for layer in range(len(stack.blocks)):
+        for kind, circuit in zip(("ov", "qk"), _circuits(stack, layer, fold_ln), strict=True):
+            _, s, _ = circuit.svd()  # (H, D)
+            rank = numerical_rank(s, tuple(circuit.shape[-2:]))  # (H,)
+            out[kind].setdefault("singular_values", []).append(s)
+            out[kind].setdefault("rank", []).append(rank)
+    return {
+        kind: {name: torch.stack(rows) for name, rows in parts.items()}  # (L, H, ...)
+        for kind, parts in out.items()
+    }
+
+
+def plot_spectra(
+    model: nn.Module, path: Path | str, *, fold_ln: bool = True, part: str | None = None
+) -> Path:
+    """One PNG, a panel each for OV and QK: all C singular values of every head's circuit
+    as the explicit C x C product (log scale, one line per head, coloured by layer), and
+    a dashed line at D, past which every value is zero up to rounding."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stack = _stack(model, part)
+    L, D = len(stack.blocks), stack.config.d_head
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    colours = plt.get_cmap("viridis")
+    for ax, kind in zip(axes, ("ov", "qk"), strict=True):
+        for layer in range(L):
+            circuit = _circuits(stack, layer, fold_ln)[0 if kind == "ov" else 1]
+            values = torch.linalg.svdvals(circuit.full())  # (H, C)
+            floor = values.amax() * torch.finfo(values.dtype).eps  # log scale: no zeros
+            for head, row in enumerate(values.clamp(min=floor).cpu()):
+                label = f"layer {layer}" if head == 0 else None
+                ax.plot(range(1, len(row) + 1), row.numpy(), color=colours(layer / max(L - 1, 1)),
+                        linewidth=0.8, label=label)  # fmt: skip
+        ax.axvline(D, color="grey", linestyle="--", linewidth=0.8)
+        ax.set_yscale("log")
+        ax.set_xlabel(f"singular value index (d_head = {D}, d_model = {stack.config.n_embd})")
+        ax.set_title(f"W_{kind.upper()} of every head", fontsize=10)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def composition_scores(
     model: nn.Module, *, fold_ln: bool = True, part: str | None = None
 ) -> dict[str, Tensor]:
@@ -373,13 +452,16 @@ def composition_scores(
 
 __all__ = [
     "FactoredMatrix",
+    "circuit_spectra",
     "composition_scores",
     "copying_score",
     "copying_scores",
     "full_ov_circuit",
     "full_qk_circuit",
     "head_weights",
+    "numerical_rank",
     "ov_circuit",
+    "plot_spectra",
     "positional_qk_circuit",
     "qk_circuit",
 ]

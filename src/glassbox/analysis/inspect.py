@@ -14,10 +14,17 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from glassbox import runs
-from glassbox.analysis.circuits import composition_scores, copying_scores
+from glassbox.analysis.circuits import (
+    circuit_spectra,
+    composition_scores,
+    copying_scores,
+    plot_spectra,
+)
 from glassbox.analysis.detectors import DETECTORS, head_scores, repeated_random_tokens
 from glassbox.analysis.lens import direct_logit_attribution, logit_lens
 from glassbox.analysis.patching import ablate_heads
+from glassbox.analysis.tracing import average_trace, plot_trace
+from glassbox.analysis.tracing import trace as causal_trace
 from glassbox.errors import GlassboxError
 from glassbox.tokenizers import WordPiece
 
@@ -72,13 +79,37 @@ def heads_report(run_dir: Path | str, model) -> dict[str, Any]:
     chosen = (induction > INDUCTION_THRESHOLD).nonzero().tolist()
     chosen = chosen or [list(divmod(int(induction.argmax()), induction.size(1)))]
     ablated = ablate_heads(model, tokens, [tuple(h) for h in chosen], how="zero")
-    return {
+    report = {
         "probe": {"sequences": tokens.size(0), "length": tokens.size(1), "repeat_start": start},
         "scores": {kind: scores[kind].tolist() for kind in DETECTORS},
         "best": {kind: _best_head(s) for kind, s in scores.items()},
         "losses": repeat_losses(model, tokens, start),
         "ablated": {"heads": chosen, **repeat_losses(model, tokens, start, ablated)},
     }
+    text = corpus_windows(run_dir, model)
+    if text is not None:  # the same detectors on real text: previous-token heads show there
+        on_text = head_scores(model, text)
+        report["text"] = {
+            "windows": text.size(0),
+            "length": text.size(1),
+            "scores": {kind: on_text[kind].tolist() for kind in DETECTORS},
+            "best": {kind: _best_head(s) for kind, s in on_text.items()},
+        }
+    return report
+
+
+TEXT_WINDOWS = 16  # windows of a corpus run's val split that --heads also scores
+
+
+def corpus_windows(run_dir: Path | str, model) -> Tensor | None:
+    """The first TEXT_WINDOWS windows (B, block_size) of a corpus run's val split, or
+    None for a run without a corpus of its own (a task, an imported model)."""
+    if runs.load_configs(run_dir)[1].task or not (Path(run_dir) / runs.TOKENS).is_file():
+        return None
+    T = model.config.block_size
+    dataset = runs.load_tokens(run_dir, model.config.vocab_size, T)
+    x, _ = next(dataset.windows("val", T, TEXT_WINDOWS))  # (B, T)
+    return x
 
 
 def circuits_report(model, top: int = 5) -> dict[str, Any]:
@@ -93,6 +124,10 @@ def circuits_report(model, top: int = 5) -> dict[str, Any]:
             pairs.append({"from": [int(l1), int(h1)], "to": [int(l2), int(h2)], "score": value})
         report[f"{kind}_composition"] = pairs
     report["chance"] = model.config.n_embd**-0.5  # what random pairs score
+    for kind, spectrum in circuit_spectra(model).items():  # rank <= d_head, always
+        report[f"{kind}_rank"] = spectrum["rank"].tolist()
+        report[f"{kind}_singular_values"] = spectrum["singular_values"].tolist()
+    report["d_head"], report["d_model"] = model.config.d_head, model.config.n_embd
     return report
 
 
@@ -108,17 +143,29 @@ def inspect_run(
     html: Path | str | None = None,
     png: Path | str | None = None,
     routing: bool = False,
+    trace: str | None = None,
+    answer: str | None = None,
+    subject: str | None = None,
+    trace_facts: int = 0,
 ) -> dict[str, Any]:
     """Run the requested analyses on a decoder or encoder run; returns a JSON-ready dict.
-    An encoder reads the prompt after a [CLS] token, as in training."""
+    An encoder reads the prompt after a [CLS] token, as in training. `trace` is a prompt
+    to trace (causal tracing, with `answer` and `subject`), `trace_facts` a number of a
+    facts run's facts to trace and average; `png` is the folder their figures, the
+    circuits' spectra and the prompt's attention heatmaps go to."""
     if html and not Path(html).parent.is_dir():  # found out before the analyses run
         raise GlassboxError(f"cannot write {html}: folder {Path(html).parent} does not exist")
     if top_k < 1:
         raise GlassboxError(f"top_k must be at least 1; got {top_k}")
+    if trace is None and (answer is not None or subject is not None):
+        raise GlassboxError("--answer and --subject go with --trace PROMPT")
+    if trace_facts < 0:
+        raise GlassboxError(f"--trace-facts is a number of facts; got {trace_facts}")
     model, tokenizer = runs.load_model(run_dir)
     arch = model.config.arch
     if arch == "encoder-decoder":
-        if heads or circuits or lens or target or routing or prompt is None:
+        analyses = heads or circuits or lens or target or routing or trace or trace_facts
+        if analyses or prompt is None:
             raise GlassboxError(
                 "for an encoder-decoder, inspect draws the attention of one --prompt "
                 "(a source) with --html and --png; the other analyses read one stack"
@@ -130,8 +177,15 @@ def inspect_run(
         report["heads"] = heads_report(run_dir, model)
     if circuits:
         report["circuits"] = circuits_report(model)
+        if png:
+            path = _folder(png) / "circuit_spectra.png"
+            report["circuits"]["png"] = str(plot_spectra(model, path))
+    if trace is not None:
+        report["trace"] = trace_report(run_dir, model, tokenizer, trace, answer, subject, png)
+    if trace_facts:
+        report["trace_facts"] = trace_facts_report(run_dir, model, trace_facts, png)
     if prompt is None:
-        if lens or target or html or png or routing:
+        if lens or target or html or routing or (png and not (circuits or trace or trace_facts)):
             raise GlassboxError("--lens, --dla, --routing, --html and --png read a --prompt")
         return report
     ids = tokenizer.encode(prompt)
@@ -200,6 +254,161 @@ def routing_report(model, tokens: Tensor) -> dict[str, Any]:
         else:
             gates = cache[name][0]  # (T, H)
             report[layer] = {"heads": [row.nonzero().flatten().tolist() for row in gates]}
+    return report
+
+
+def _folder(png: Path | str) -> Path:
+    folder = Path(png)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def subject_span(tokenizer, prompt: str, subject: str) -> tuple[int, int]:
+    """Token positions [start, end) of the first occurrence of `subject` in `prompt`; it
+    must begin and end at token boundaries (BPE: give the leading space too).
+
+    >>> from glassbox.tokenizers import CharTokenizer
+    >>> subject_span(CharTokenizer("abc "), "ab cab", "cab")
+    (3, 6)
+    """
+    where = prompt.find(subject) if subject.strip() else -1
+    if where < 0:
+        raise GlassboxError(f"the subject {subject!r} does not occur in the prompt {prompt!r}")
+    ids = tokenizer.encode(prompt)
+    before = tokenizer.encode(prompt[:where])
+    through = tokenizer.encode(prompt[: where + len(subject)])
+    if ids[: len(before)] != before or ids[: len(through)] != through:
+        raise GlassboxError(
+            f"the subject {subject!r} does not start and end at token boundaries of the "
+            "prompt (with BPE, include the space before it)"
+        )
+    return len(before), len(through)
+
+
+def _facts_task(run_dir: Path | str):
+    """The FactsTask of a facts run, or None for any other run."""
+    train_config = runs.load_configs(run_dir)[1]
+    if train_config.task != "facts":
+        return None
+    from glassbox.data.tasks import task_from_config
+
+    return task_from_config(train_config)
+
+
+def _peaks(maps: dict[str, Tensor], rows: list[str]) -> dict[str, dict[str, Any]]:
+    """For each kind, where restoring one state brings p(answer) back the most."""
+    peaks = {}
+    for kind, grid in maps.items():  # (L, rows)
+        layer, row = divmod(int(grid.argmax()), grid.size(1))
+        peaks[kind] = {"layer": layer, "row": row, "at": rows[row], "p": float(grid.max())}
+    return peaks
+
+
+def trace_report(
+    run_dir: Path | str, model, tokenizer, prompt: str, answer: str | None = None,
+    subject: str | None = None, png: Path | str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Causal tracing of one prompt (glassbox.analysis.tracing.trace). A facts run finds
+    the subject (one of its made-up names) and knows the answer; another run needs
+    `subject`, the text to corrupt, and its answer defaults to the model's own top
+    prediction. `answer` must be one token."""
+    task = _facts_task(run_dir)
+    ids = tokenizer.encode(prompt)
+    if not ids:
+        raise GlassboxError("the --trace prompt encodes to no tokens")
+    if subject is not None:
+        start, end = subject_span(tokenizer, prompt, subject)
+    elif task is not None:
+        start, end = task.find_subject(ids)
+    else:
+        raise GlassboxError(
+            "--trace needs --subject TEXT, the part of the prompt to corrupt (only a facts "
+            "run finds its subjects itself)"
+        )
+    tokens = torch.tensor([ids])  # (1, T)
+    if answer is not None:
+        answer_ids = tokenizer.encode(answer)
+        if len(answer_ids) != 1:
+            raise GlassboxError(
+                f"--answer must be one token of this run's tokenizer; {answer!r} is "
+                f"{len(answer_ids)} tokens"
+            )
+        answer_id = answer_ids[0]
+    elif task is not None and task.knows(prompt):
+        answer_id = tokenizer.encode(task.solve(prompt))[0]
+    else:
+        with torch.no_grad():
+            answer_id = int(model(tokens)[0, -1].argmax())  # what the model says
+    result = causal_trace(model, tokens, range(start, end), answer_id)
+    names = [token_text(tokenizer, i) for i in ids]
+    report: dict[str, Any] = {
+        "prompt": prompt,
+        "tokens": names,
+        "subject": [start, end],
+        "answer": token_text(tokenizer, answer_id),
+        "clean": result.clean,
+        "corrupted": result.corrupted,
+        "peaks": _peaks(result.maps, names),
+        "maps": {kind: grid.tolist() for kind, grid in result.maps.items()},  # (L, T)
+    }
+    if png:
+        from glassbox.analysis.attention_page import visible_token
+
+        title = f"{prompt!r} -> {report['answer']!r}"
+        path = _folder(png) / "trace.png"
+        labels = [visible_token(name) for name in names]
+        report["png"] = str(plot_trace(result.maps, labels, path, clean=result.clean,
+                                       corrupted=result.corrupted, title=title,
+                                       subject=(start, end)))  # fmt: skip
+    return report
+
+
+def trace_facts_report(
+    run_dir: Path | str, model, n: int, png: Path | str | None = None, seed: int = 0
+) -> dict[str, Any]:
+    """Causal tracing averaged over n facts of a facts run (glassbox.analysis.tracing.
+    average_trace): statements in its training templates, in an order fixed by `seed`,
+    keeping those the model recalls (top-1), as the paper traces known facts."""
+    task = _facts_task(run_dir)
+    if task is None:
+        raise GlassboxError(
+            "--trace-facts averages over the facts of a facts run (glassbox train --task "
+            "facts); trace one prompt of any run with --trace"
+        )
+    problems = task.all_problems(task.train_templates)  # (N, 2)
+    order = torch.randperm(len(problems), generator=torch.Generator().manual_seed(seed))
+    problems = problems[order]
+    answers = torch.tensor([task.tokenizer.encode(task.answer(*p))[0] for p in problems.tolist()])
+    prompts = task.prompts(problems)  # (N, prompt_len)
+    with torch.no_grad():
+        known = model(prompts)[:, -1].argmax(-1) == answers  # (N,)
+    chosen = known.nonzero().flatten()[:n].tolist()
+    if not chosen:
+        raise GlassboxError(f"{run_dir} recalls none of its facts: train it longer")
+    facts = []
+    for i in chosen:
+        template = task.templates[int(problems[i, 1])][1]
+        facts.append((prompts[i], range(*task.subject_span(template)), int(answers[i])))
+    avg = average_trace(model, facts)
+    rows = avg["categories"]
+    report: dict[str, Any] = {
+        "facts": avg["facts"],
+        "known": int(known.sum()),
+        "statements": len(problems),
+        "clean": avg["clean"],
+        "corrupted": avg["corrupted"],
+        "categories": rows,
+        "counts": avg["counts"],
+        "peaks": _peaks(avg["maps"], rows),
+        "maps": {kind: grid.tolist() for kind, grid in avg["maps"].items()},  # (L, rows)
+    }
+    if png:
+        n_subject = sum("subject" in row for row in rows)
+        title = f"{run_dir}: mean over {avg['facts']} facts"
+        path = _folder(png) / "trace_facts.png"
+        report["png"] = str(plot_trace(avg["maps"], rows, path, clean=avg["clean"],
+                                       corrupted=avg["corrupted"], title=title,
+                                       subject=(0, n_subject)))  # fmt: skip
     return report
 
 
@@ -328,6 +537,15 @@ def describe_inspection(report: dict[str, Any]) -> str:
             f"{loss['repeat_loss']:.3f}; with head(s) {names} zero-ablated: "
             f"{ablated['first_block_loss']:.3f} and {ablated['repeat_loss']:.3f}"
         )
+        if "text" in heads:
+            text = heads["text"]
+            lines.append(
+                f"on the run's own text ({text['windows']} windows of {text['length']} "
+                "tokens of its val split):"
+            )
+            for kind, grid in text["scores"].items():
+                lines.append(f"{kind} score per head (rows: layers)")
+                lines += ["  " + " ".join(f"{v:6.3f}" for v in row) for row in grid]
     if "circuits" in report:
         circuits = report["circuits"]
         lines.append("copying score per head (rows: layers; 1 copies, -1 suppresses)")
@@ -339,6 +557,19 @@ def describe_inspection(report: dict[str, Any]) -> str:
             )
             lines.append(f"strongest {kind.upper()}-composition: {pairs}")
         lines.append(f"(random pairs score about {circuits['chance']:.2f})")
+        D, C = circuits["d_head"], circuits["d_model"]
+        for kind in ("ov", "qk"):
+            name = f"W_{kind.upper()}"
+            lines.append(f"{name} rank per head (rows: layers; each is {C} x {C}, d_head {D})")
+            lines += ["  " + " ".join(f"{r:4d}" for r in row) for row in circuits[f"{kind}_rank"]]
+            lines.append(f"{name} singular values per head, largest first")
+            for layer, heads in enumerate(circuits[f"{kind}_singular_values"]):
+                for head, values in enumerate(heads):
+                    shown = " ".join(f"{v:.3g}" for v in values[:8])
+                    more = f" ... {values[-1]:.3g}" if len(values) > 8 else ""
+                    lines.append(f"  {layer}.{head}: {shown}{more}")
+        if "png" in circuits:
+            lines.append(f"wrote {circuits['png']}")
     if "lens" in report:
         lines.append("logit lens at the last position (top predictions per layer)")
         for layer, top in report["lens"].items():
@@ -360,10 +591,49 @@ def describe_inspection(report: dict[str, Any]) -> str:
         lines.append(f"direct logit attribution of {dla['target']!r} (logit {dla['logit']:.3f})")
         for part, value in sorted(dla["parts"].items(), key=lambda kv: -abs(kv[1]))[:12]:
             lines.append(f"  {part:<24}{value:+.3f}")
+    if "trace" in report:
+        lines += describe_trace(report["trace"])
+    if "trace_facts" in report:
+        lines += describe_trace(report["trace_facts"])
     for key in ("html", "png"):
         if key in report:
             lines.append(f"wrote {report[key]}")
-    return (
-        "\n".join(lines)
-        or "nothing asked: pass --heads, --circuits, --lens, --dla, --routing, --html or --png"
+    return "\n".join(lines) or (
+        "nothing asked: pass --heads, --circuits, --lens, --dla, --routing, --trace, "
+        "--trace-facts, --html or --png"
     )
+
+
+_KIND_NAMES = {"resid": "residual stream", "mlp": "MLP output", "attn": "attention output"}
+
+
+def describe_trace(trace: dict[str, Any]) -> list[str]:
+    """A trace_report or trace_facts_report as text: the probabilities, where each kind
+    of state restores the answer most, and the maps (rows: positions, columns: layers)."""
+    if "prompt" in trace:
+        start, end = trace["subject"]
+        rows = [f"{t}*" if start <= i < end else t for i, t in enumerate(trace["tokens"])]
+        lines = [
+            f"causal tracing of {trace['prompt']!r} -> {trace['answer']!r} (noise on the "
+            f"subject, tokens {start}-{end - 1}; * below)"
+        ]
+    else:
+        rows = trace["categories"]
+        lines = [
+            f"causal tracing averaged over {trace['facts']} facts the model recalls "
+            f"({trace['known']} of {trace['statements']} statements in training templates)"
+        ]
+    lines.append(f"p(answer): clean {trace['clean']:.3f}, corrupted {trace['corrupted']:.3f}")
+    for kind, peak in trace["peaks"].items():
+        lines.append(
+            f"  restoring one {_KIND_NAMES[kind]:<17} brings most back at layer "
+            f"{peak['layer']}, {peak['at']!r}: {peak['p']:.3f}"
+        )
+    width = max(len(r) for r in rows) + 2
+    for kind, grid in trace["maps"].items():  # (L, rows)
+        lines.append(f"p(answer) restoring the {_KIND_NAMES[kind]} (columns: layers)")
+        for i, row in enumerate(rows):
+            lines.append(f"  {row:<{width}}" + " ".join(f"{layer[i]:.2f}" for layer in grid))
+    if "png" in trace:
+        lines.append(f"wrote {trace['png']}")
+    return lines

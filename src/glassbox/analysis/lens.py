@@ -190,7 +190,7 @@ def direct_logit_attribution(
     # Every term is a vector (C,) in the final stream, read through the frozen norm and the
     # unembedding: (x - mean x) · (scale · g · u), or x · (scale · g · u) for RMSNorm.
     # float64, so that the sum of many terms adds no rounding of its own.
-    u = model.tok_emb.weight[target].detach().double()  # (C,) the target's unembedding row
+    u = model.W_U[:, target].detach().double()  # (C,) the target's unembedding column
     scale = cache["ln_f.hook_scale"][b, t, 0].double()  # the forward pass's own 1/σ
     direction = scale * ln_f.weight.detach().double() * u  # (C,)
     centre = isinstance(ln_f, LayerNorm)

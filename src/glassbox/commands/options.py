@@ -12,9 +12,11 @@ from glassbox.config import (
     ATTENTION_IMPLS,
     ATTENTION_KINDS,
     DTYPES,
+    LR_SCHEDULES,
     MLP_KINDS,
     NORM_PLACEMENTS,
     NORMS,
+    OPTIMIZERS,
     POS_ENCODINGS,
     TASKS,
     TOKENIZERS,
@@ -34,6 +36,8 @@ CHOICES = {
     "norm": NORMS,
     "dtype": DTYPES,
     "tokenizer": TOKENIZERS,
+    "optimizer": OPTIMIZERS,
+    "lr_schedule": LR_SCHEDULES,
 }
 NOT_FLAGS = {"vocab_size"}  # set from the tokenizer, never by hand
 ALIASES = {"run_dir": ["--run"], "bpe_vocab_size": ["--vocab-size"], "moe_top_k": ["--top-k"]}
@@ -52,6 +56,17 @@ MEANING = {  # what a bare "(char-small: X)" would not tell
     "moh_shared_heads": "moh: heads every token uses",
     "moh_active_heads": "moh: routed heads each token keeps (0: all)",
     "moh_balance_coef": "moh: weight of the heads' load-balancing loss",
+    "qk_norm": "RMS-normalize each head's queries and keys before the scores",
+    "tie_embeddings": "the output layer is the token embedding; --no-tie-embeddings: an "
+    "lm_head of its own",
+    "zero_init": "start each block's output projections and an untied lm_head at zero",
+    "logit_softcap": "logits = cap * tanh(logits / cap); 0 = off",
+    "optimizer": "adamw, or muon: orthogonalized momentum for the blocks' matrices "
+    "(docs/training.md)",
+    "muon_lr": "muon: learning rate of the blocks' matrices",
+    "muon_momentum": "muon: momentum of the gradient average",
+    "lr_schedule": "cosine, or wsd: warmup, stable, then a linear decay",
+    "decay_fraction": "wsd: the share of --lr-decay-iters spent decaying",
 }
 
 

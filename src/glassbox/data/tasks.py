@@ -30,6 +30,7 @@ from glassbox.tokenizers.base import as_ids
 if TYPE_CHECKING:
     from glassbox.data.arithmetic import AdditionTask
     from glassbox.data.calculator import CalculatorTask
+    from glassbox.data.facts import FactsTask
 
 TASKS = SEQ2SEQ_TASKS
 PAD, BOS, EOS = 0, 1, 2
@@ -381,7 +382,7 @@ HELD_OUT = 1000  # examples of a task kept out of training, for validation and e
 
 def task_from_config(
     tc: TrainConfig,
-) -> Seq2SeqTask | InductionTask | AdditionTask | CalculatorTask:
+) -> Seq2SeqTask | InductionTask | AdditionTask | CalculatorTask | FactsTask:
     """The synthetic task a run's train config names (tc.task must be set)."""
     if tc.task == "induction":
         return InductionTask(tc.task_alphabet, tc.task_min_len, tc.task_max_len)
@@ -393,6 +394,10 @@ def task_from_config(
         from glassbox.data.calculator import CalculatorTask
 
         return CalculatorTask(tc.task_min_len, tc.task_max_len)
+    if tc.task == "facts":  # task_max_len is the number of subjects
+        from glassbox.data.facts import FactsTask
+
+        return FactsTask(tc.task_max_len, seed=tc.seed)
     return Seq2SeqTask(tc.task, tc.task_alphabet, tc.task_min_len, tc.task_max_len)
 
 

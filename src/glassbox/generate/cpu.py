@@ -41,8 +41,9 @@ class PackedLinear(nn.Module):
 
 def pack_for_cpu(model: GPT, min_weights: int = MIN_PACKED_WEIGHTS) -> GPT:
     """Swap the model's large Linear layers (every nn.Linear with at least min_weights
-    weights), and the tied unembedding, for oneDNN-packed copies, in place; returns the
-    model, which from then on can only run inference.
+    weights, an untied lm_head among them), and a tied unembedding, for oneDNN-packed
+    copies, in place; returns the model, which from then on can only run inference.
+    Logit soft-capping, if any, still follows the packed product (LanguageModel.unembed).
 
     >>> fast = pack_for_cpu(load_model("runs/gpt2")[0])  # doctest: +SKIP
     """
@@ -55,9 +56,9 @@ def pack_for_cpu(model: GPT, min_weights: int = MIN_PACKED_WEIGHTS) -> GPT:
         for name, child in list(parent.named_children()):
             if isinstance(child, nn.Linear) and child.weight.numel() >= min_weights:
                 setattr(parent, name, PackedLinear(child.weight.detach(), child.bias))
-    if model.tok_emb.weight.numel() >= min_weights:
-        # An instance attribute shadows the unembed method for this model only
+    if model.lm_head is None and model.tok_emb.weight.numel() >= min_weights:
+        # An instance attribute shadows the head_logits method for this model only
         # (set past nn.Module's registration: the packed copy is not a saved submodule).
-        object.__setattr__(model, "unembed", PackedLinear(model.tok_emb.weight.detach()))
+        object.__setattr__(model, "head_logits", PackedLinear(model.tok_emb.weight.detach()))
     model.requires_grad_(False)
     return model

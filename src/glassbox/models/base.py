@@ -1,6 +1,7 @@
 """What the three model classes share, written once.
 
-- `LanguageModel`: hook points (HookedModel), the tied output layer (`unembed`), the
+- `LanguageModel`: hook points (HookedModel), the output layer (`unembed`: tied to the
+  token embedding, or an untied `lm_head`, with optional logit soft-capping), the
   auxiliary losses the latest forward pass recorded (`aux_losses`, `aux_loss`) and the
   parameter count. GPT, Encoder and EncoderDecoder all are one.
 - `StackModel`: a LanguageModel that is one Stack with a token embedding in front, GPT
@@ -23,12 +24,35 @@ from glassbox.nn.positional import PositionScheme
 from glassbox.nn.stack import Stack, init_weights
 
 
+def softcap(logits: Tensor, cap: float) -> Tensor:
+    """cap · tanh(logits / cap): about the identity for logits much smaller than cap, and
+    never beyond ±cap, so no logit can grow without bound (Gemma 2, modded-nanogpt).
+    cap 0 leaves the logits as they are.
+
+    >>> softcap(torch.tensor([0.1, 100.0]), 15.0)
+    tensor([ 0.1000, 15.0000])
+    """
+    return cap * torch.tanh(logits / cap) if cap else logits
+
+
 class LanguageModel(HookedModel):
-    """Mixed into every model class, which builds `tok_emb` and calls `_finish_init()`
-    at the end of its __init__."""
+    """Mixed into every model class, which builds `tok_emb` and `lm_head` (`_make_head`)
+    and calls `_finish_init()` at the end of its __init__."""
 
     config: ModelConfig
     tok_emb: nn.Embedding
+    lm_head: nn.Linear | None
+
+    def _make_head(self) -> None:
+        """`lm_head`: None when the output layer is tied to the token embedding (the
+        default), else a Linear (C -> V) of its own, which config.zero_init starts at 0
+        (init_weights reads the `zero_init` mark): every logit 0, a uniform prediction."""
+        c = self.config
+        if c.tie_embeddings:
+            self.lm_head = None
+            return
+        self.lm_head = nn.Linear(c.n_embd, c.vocab_size, bias=False)
+        self.lm_head.zero_init = c.zero_init
 
     def _finish_init(self) -> None:
         """Name the hook points and find the sublayers that record auxiliary losses or
@@ -38,11 +62,25 @@ class LanguageModel(HookedModel):
         # sublayers that route tokens and count them (glassbox.nn.moe): routing_stats
         self._routers = [(name, m) for name, m in self.named_modules() if hasattr(m, "last_load")]
 
-    def unembed(self, x: Tensor) -> Tensor:
-        """Logits (..., V) from a final residual (..., C), through the token embedding
-        transposed (weight tying, as in GPT-2 and the 2017 paper).
+    @property
+    def W_U(self) -> Tensor:
+        """(C, V), the unembedding matrix (TransformerLens's name): the token embedding
+        transposed when tied, lm_head's weight transposed when not. Soft-capping, if
+        any, comes after it (unembed)."""
+        weight = self.tok_emb.weight if self.lm_head is None else self.lm_head.weight
+        return weight.T
+
+    def head_logits(self, x: Tensor) -> Tensor:
+        """Logits (..., V) before any soft-capping, from a final residual (..., C): x @ W_U.
         glassbox.generate.cpu may swap in a packed copy."""
-        return F.linear(x, self.tok_emb.weight)
+        if self.lm_head is not None:
+            return self.lm_head(x)
+        return F.linear(x, self.tok_emb.weight)  # weight tying, as in GPT-2 and the 2017 paper
+
+    def unembed(self, x: Tensor) -> Tensor:
+        """Logits (..., V) from a final residual (..., C): head_logits, soft-capped to
+        ±config.logit_softcap when that is set."""
+        return softcap(self.head_logits(x), self.config.logit_softcap)
 
     def aux_losses(self) -> dict[str, Tensor]:
         """The auxiliary losses sublayers recorded in the latest forward pass, by
@@ -87,7 +125,8 @@ class LanguageModel(HookedModel):
         }
 
     def num_params(self, include_positions: bool = True) -> int:
-        """Parameters of the model; the tied embedding/unembedding matrix counts once.
+        """Parameters of the model; a tied embedding/unembedding matrix counts once (an
+        untied lm_head is a matrix of its own, and counts).
         Without positions: less the position tables (learned positions' pos_emb)."""
         total = sum(p.numel() for p in self.parameters())  # parameters() yields each once
         if not include_positions:
@@ -98,14 +137,15 @@ class LanguageModel(HookedModel):
 
 
 class StackModel(LanguageModel, Stack):
-    """One Stack with a token embedding in front and the tied unembedding after it: what
+    """One Stack with a token embedding in front and the unembedding after it: what
     GPT (causal) and Encoder (bidirectional) share; they add only their forward pass."""
 
     def __init__(self, config: ModelConfig, *, causal: bool) -> None:
         super().__init__(config, causal=causal)
         self.tok_emb = nn.Embedding(config.vocab_size, config.n_embd)
+        self._make_head()
         self.hook_logits = HookPoint()  # (B, T, V)
-        init_weights(self, config.n_layer)
+        init_weights(self, config.n_layer, zero_proj=config.zero_init)
         self._finish_init()
 
     def resid_final(

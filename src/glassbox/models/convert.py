@@ -71,7 +71,9 @@ _MASK_BUFFER = re.compile(r"h\.\d+\.attn\.(bias|masked_bias)")
 def check_gpt2_compatible(config: ModelConfig) -> None:
     """GPT-2's layout is a pre-norm decoder with biases, learned positions, LayerNorm, a
     dense MLP (tanh-GELU in GPT-2 itself; exact GELU and ReLU also have GPT2Config
-    names) and plain multi-head attention; anything else is refused with what differs."""
+    names), plain multi-head attention without qk_norm, and an output layer tied to the
+    token embedding with no soft-capping; anything else is refused with what differs.
+    (zero_init changes only how a model starts, so a trained one exports either way.)"""
     needs = [
         (config.arch == "decoder", "arch='decoder'", f"arch={config.arch!r}"),
         (config.bias, "bias=True", "bias=False"),
@@ -89,6 +91,10 @@ def check_gpt2_compatible(config: ModelConfig) -> None:
          f"attention_kind={config.attention_kind!r}"),
         (config.kv_heads == config.n_head, "one key/value head per query head",
          f"n_kv_head={config.n_kv_head}"),
+        (not config.qk_norm, "qk_norm=False", "qk_norm=True"),
+        (config.tie_embeddings, "tie_embeddings=True (lm_head is wte)",
+         "tie_embeddings=False"),
+        (not config.logit_softcap, "logit_softcap=0", f"logit_softcap={config.logit_softcap}"),
     ]  # fmt: skip
     problems = [f"{want} (this model has {have})" for ok, want, have in needs if not ok]
     if problems:

@@ -1,7 +1,8 @@
 """A decoder-only GPT, readable top to bottom.
 
 tokens -> token embedding -> a causal Stack (positions, n_layer blocks, final norm) ->
-logits through the transposed token embedding (weight tying, as in GPT-2).
+logits through the transposed token embedding (weight tying, as in GPT-2), or through an
+lm_head of their own with tie_embeddings False.
 """
 
 from __future__ import annotations

@@ -39,8 +39,9 @@ class EncoderDecoder(LanguageModel, nn.Module):
         )
         self.encoder = Stack(config, causal=False)
         self.decoder = Stack(config, causal=True, cross=True)
+        self._make_head()  # None: the output layer is tok_emb, transposed
         self.hook_logits = HookPoint()  # (B, T, V)
-        init_weights(self, config.n_layer)
+        init_weights(self, config.n_layer, zero_proj=config.zero_init)
         self._finish_init()
 
     def encode(self, src: Tensor, src_mask: Tensor | None = None) -> Tensor:

@@ -105,10 +105,11 @@ class Attention(nn.Module):
 
     Hook points, in TransformerLens's layouts so that a hook written for one indexes the
     same axes in the other: q, k, v (B, T, H, D) and (B, T, H_kv, D), for the new
-    positions only, after any rotation; attn_scores and pattern (B, H, T, S); z (B, T, H, D);
-    result (B, T, H, C), each head's own term of the output, whose sum over heads plus
-    proj's bias is the attention output. The hooks see q, k, v and z before the transposes
-    to (B, H, T, D) that batch the heads, which are views: the layout costs nothing.
+    positions only, after any normalization (qk_norm) and rotation; attn_scores and
+    pattern (B, H, T, S); z (B, T, H, D); result (B, T, H, C), each head's own term of
+    the output, whose sum over heads plus proj's bias is the attention output. The hooks
+    see q, k, v and z before the transposes to (B, H, T, D) that batch the heads, which
+    are views: the layout costs nothing.
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -118,6 +119,8 @@ class Attention(nn.Module):
         self.d_head = config.d_head
         self.impl = config.attention
         self.dropout = config.dropout
+        self.qk_norm = config.qk_norm
+        self.norm_eps = config.norm_eps
         self.proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
         self.hook_q, self.hook_k, self.hook_v = HookPoint(), HookPoint(), HookPoint()
@@ -199,6 +202,16 @@ class Attention(nn.Module):
         """(B, T, n*D) -> (B, T, n, D): the hook layout; a view."""
         B, T, _ = t.shape
         return t.view(B, T, n, self.d_head)
+
+    def norm_qk(self, t: Tensor) -> Tensor:
+        """With qk_norm, queries or keys (..., D) divided by their root mean square over
+        D (no learned gain, as in modded-nanogpt): every row then has length √D, so a
+        score q·k/√D lies in [-√D, √D] and no logit of attention can grow without bound.
+        Without qk_norm, t itself."""
+        if not self.qk_norm:
+            return t
+        # in t's dtype: autocast computes rms_norm in float32, and v stays bfloat16
+        return F.rms_norm(t, (t.size(-1),), eps=self.norm_eps).to(t.dtype)
 
     def attend(
         self,
@@ -295,6 +308,7 @@ class SelfAttention(Attention):
         C, H_kv, D = x.size(-1), self.kv_heads, self.d_head
         q, k, v = self.qkv(x).split([C, H_kv * D, H_kv * D], dim=2)
         q, k, v = self.heads(q, self.n_head), self.heads(k, H_kv), self.heads(v, H_kv)
+        q, k = self.norm_qk(q), self.norm_qk(k)  # before the rotation, which keeps norms
         if positions.rotary is not None:
             q, k = positions.rotate(q, k)
         q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)  # (B, T, H or H_kv, D)
@@ -346,12 +360,14 @@ class CrossAttention(Attention):
         layer: int = 0,
     ) -> Tensor:
         """x (B, T, C) and memory (B, S, C) -> (B, T, C)."""
-        q = self.hook_q(self.heads(self.q(x), self.n_head)).transpose(1, 2)  # (B, H, T, D)
+        q = self.norm_qk(self.heads(self.q(x), self.n_head))
+        q = self.hook_q(q).transpose(1, 2)  # (B, H, T, D)
         if cache is not None and layer in cache.cross:
             k, v = cache.cross[layer]
         else:
             k, v = self.kv(memory).chunk(2, dim=-1)
             k, v = self.heads(k, self.kv_heads), self.heads(v, self.kv_heads)  # (B, S, H_kv, D)
+            k = self.norm_qk(k)
             k, v = self.hook_k(k).transpose(1, 2), self.hook_v(v).transpose(1, 2)
             if cache is not None:
                 cache.cross[layer] = (k, v)  # (B, H_kv, S, D)

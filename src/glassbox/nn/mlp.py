@@ -10,12 +10,20 @@ from torch import Tensor, nn
 from glassbox.config import ModelConfig
 from glassbox.nn.hooks import HookPoint
 
+
+def relu2(h: Tensor) -> Tensor:
+    """relu(h)²: found by So et al. 2021 (Primer) in a search over activations, and what
+    modded-nanogpt uses; as sparse as relu, but with a slope of 0 at 0 instead of a kink."""
+    return F.relu(h).square()
+
+
 ACTIVATIONS = {
     "gelu": F.gelu,  # exact, x·Φ(x); what nanoGPT and BERT use
     # GPT-2's tanh approximation: needed to reproduce GPT-2 weights exactly, and on CPUs
     # about 4x slower than the erf form in PyTorch's kernels (measured; docs/benchmarks.md)
     "gelu_tanh": partial(F.gelu, approximate="tanh"),
     "relu": F.relu,
+    "relu2": relu2,
 }
 
 

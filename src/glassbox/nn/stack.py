@@ -148,13 +148,17 @@ class Stack(nn.Module):
         )  # fmt: skip
 
 
-def init_weights(model: nn.Module, n_layer: int) -> None:
+def init_weights(model: nn.Module, n_layer: int, *, zero_proj: bool = False) -> None:
     """GPT-2 initialization: N(0, 0.02) everywhere, zero biases, unit norm gains, and the
     projections that write into the residual stream scaled by 1/√(2·n_layer), because
     each block adds two such terms and the stream's variance would otherwise grow with
     depth. Those projections are the Linear layers named `proj` inside a block's
     sublayers (attention, cross-attention, MLP, or each expert of a plugged-in MLP). A
-    Linear marked `zero_init` (a mixture-of-heads router) starts at zero instead."""
+    Linear marked `zero_init` (a mixture-of-heads router, an untied lm_head under
+    config.zero_init) starts at zero instead, and so do the projections with
+    `zero_proj` (config.zero_init, as modded-nanogpt does): every block then starts as
+    the identity. A zero matrix still learns: its gradient is the gradient at its
+    output times its input, which is not zero."""
     for module in model.modules():
         if getattr(module, "zero_init", False):
             nn.init.zeros_(module.weight)
@@ -167,4 +171,7 @@ def init_weights(model: nn.Module, n_layer: int) -> None:
         if isinstance(module, Block):
             for name, linear in module.named_modules():
                 if name.rpartition(".")[2] == "proj" and isinstance(linear, nn.Linear):
-                    nn.init.normal_(linear.weight, mean=0.0, std=resid_std)
+                    if zero_proj:
+                        nn.init.zeros_(linear.weight)
+                    else:
+                        nn.init.normal_(linear.weight, mean=0.0, std=resid_std)

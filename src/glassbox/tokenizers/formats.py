@@ -68,6 +68,10 @@ def load_tokenizer(data: dict[str, Any]) -> Tokenizer:
         from glassbox.data.tasks import TaskTokenizer  # a synthetic task's symbols
 
         return TaskTokenizer.from_dict(data)
+    if kind == "words":
+        from glassbox.data.facts import WordTokenizer  # task facts: one id per word
+
+        return WordTokenizer.from_dict(data)
     raise TokenizerError(f"unknown tokenizer type {kind!r}")
 
 

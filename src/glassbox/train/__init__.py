@@ -6,11 +6,11 @@ an objective's loss (glassbox.evaluate) does not import the trainer.
 
 from typing import Any
 
-__all__ = ["TrainingDiverged", "configure_optimizer", "lr_at", "resume", "train"]
+__all__ = ["TrainingDiverged", "configure_optimizer", "lr_at", "resume", "set_lr", "train"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("configure_optimizer", "lr_at"):
+    if name in ("configure_optimizer", "lr_at", "set_lr"):
         from glassbox.train import optim
 
         return getattr(optim, name)

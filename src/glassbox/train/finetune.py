@@ -198,12 +198,13 @@ def corpus_chunks(tokenizer: Tokenizer, tc: TrainConfig) -> Iterable[str]:
     return iter_text(tc.data)
 
 
-def _freeze_prefixes(part: str, n_layer: int) -> list[str]:
-    """Parameter-name prefixes (each ending in ".") that one --freeze part names."""
-    if part == "embeddings":  # token table (also the output layer: tied), positions
+def _freeze_prefixes(part: str, n_layer: int, tied: bool = True) -> list[str]:
+    """Parameter-name prefixes (each ending in ".") that one --freeze part names; `tied`:
+    whether the output layer is the token table (ModelConfig.tie_embeddings)."""
+    if part == "embeddings":  # token table (also the output layer if tied), positions
         return ["tok_emb.", "pos_emb.", "ln_embed."]
-    if part == "head":  # the output layer is the token table, transposed (weight tying)
-        return ["tok_emb.weight."]
+    if part == "head":  # tied: the token table, transposed; untied: lm_head
+        return ["tok_emb.weight."] if tied else ["lm_head."]
     if part == "ln_f":
         return ["ln_f."]
     m = re.fullmatch(TrainConfig.FREEZE_PART, part)
@@ -229,7 +230,7 @@ def freeze(model: nn.Module, spec: str) -> list[str]:
     names = dict(model.named_parameters())  # a tied weight once, under its first name
     frozen: list[str] = []
     for part in parts:
-        prefixes = _freeze_prefixes(part, model.config.n_layer)
+        prefixes = _freeze_prefixes(part, model.config.n_layer, model.config.tie_embeddings)
         hit = [n for n in names if any(f"{n}.".startswith(p) for p in prefixes)]
         if not hit:
             raise FinetuneError(f"--freeze {part} names no parameter of this model")

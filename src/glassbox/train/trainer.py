@@ -39,7 +39,7 @@ from glassbox.tokenizers import BPETokenizer, CharTokenizer, Tokenizer
 from glassbox.train import distributed, finetune, tensorboard
 from glassbox.train.estimate import estimate_loss
 from glassbox.train.objectives import build_objective
-from glassbox.train.optim import configure_optimizer, lr_at
+from glassbox.train.optim import configure_optimizer, lr_at, set_lr
 
 # What may change when a run is resumed: how long, where and how fast it runs. (The replay
 # is exact only if device and dtype stay as they were.)
@@ -414,8 +414,7 @@ class _Session:
         """
         tc, t0 = self.tc, time.perf_counter()
         lr = lr_at(it, tc)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        set_lr(self.optimizer, lr, tc)  # Muon's groups: the same schedule at muon_lr
         loss_sum = 0.0
         for micro in range(tc.grad_accum):
             batch = distributed.shard(self.objective.batch("train", self.batches), self.ranks)
