@@ -1,12 +1,13 @@
-"""glassbox's L1 sparse autoencoder against SAELens's, on the same activations.
+"""glassbox's sparse autoencoders against SAELens's, on the same activations.
 
-Both train a ReLU SAE with an L1 penalty on the same rows of an activation file (one
-that `glassbox sae train` collected), with the same expansion, L1 coefficient, learning
-rate, Adam betas, batch size, steps and schedule (linear warmup over the first 5% of the
-steps, linear decay to 0 over the last 20%, λ warmed up over the first 5%), on the CPU,
-and are scored on held-out rows of the same file: MSE, explained variance, L0 and the
-fraction of features never active there. SAELens reads the rows through its trainer's
-data-provider interface (an iterator of batches), so it runs offline.
+Both train an SAE of the same kind (--kind relu: ReLU with an L1 penalty; topk: TopK
+with AuxK) on the same rows of an activation file (one that `glassbox sae train`
+collected), with the same expansion, L1 coefficient or k, learning rate, Adam betas,
+batch size, steps, dead-feature window and schedule (linear warmup over the first 5% of
+the steps, linear decay to 0 over the last 20%, λ warmed up over the first 5%), on the
+CPU, and are scored on held-out rows of the same file: MSE, explained variance, L0 and
+the fraction of features never active there. SAELens reads the rows through its
+trainer's data-provider interface (an iterator of batches), so it runs offline.
 
     glassbox sae train runs/x --hook blocks.1.hook_resid_post --out sae/   # makes acts.npy
     pip install sae-lens    # in a separate environment: it pins its own torch
@@ -18,7 +19,9 @@ SAE folders (docs/img/sae_frontier.png).
 Where the two differ by design (so the figures compare two recipes, not two codings of
 one): glassbox keeps decoder rows at unit norm and resamples dead features; SAELens's
 "standard" SAE leaves the decoder norms free, penalises λ Σ f_i ‖W_dec,i‖ and starts
-the decoder at norm 0.1 (Anthropic's April-2024 update), and does not resample. Both
+the decoder at norm 0.1 (Anthropic's April-2024 update), and does not resample. Its
+TopK ranks pre-activations times decoder norms and weighs an unnormalised AuxK by 1
+(glassbox: α = 1/32 on AuxK normalised by the error's variance, as Gao et al.). Both
 scale inputs by one constant (glassbox: E‖x‖² = d; SAELens: expected_average_only_in).
 """
 
@@ -61,7 +64,7 @@ def batches(rows: np.ndarray, batch_size: int, seed: int) -> Iterator[torch.Tens
 
 def run_glassbox(train: np.ndarray, held: np.ndarray, args: argparse.Namespace) -> dict:
     config = SAEConfig(
-        d_in=train.shape[1], expansion=args.expansion, kind="relu", l1_coef=args.l1,
+        d_in=train.shape[1], expansion=args.expansion, kind=args.kind, k=args.k, l1_coef=args.l1,
         steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
     )  # fmt: skip
     start = time.perf_counter()
@@ -73,21 +76,30 @@ def run_glassbox(train: np.ndarray, held: np.ndarray, args: argparse.Namespace) 
 def run_saelens(train: np.ndarray, held: np.ndarray, args: argparse.Namespace) -> dict:
     from sae_lens.config import SAETrainerConfig
     from sae_lens.saes.standard_sae import StandardTrainingSAE, StandardTrainingSAEConfig
+    from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
     from sae_lens.training.sae_trainer import SAETrainer
 
     d = train.shape[1]
-    sae = StandardTrainingSAE(
-        StandardTrainingSAEConfig(
-            d_in=d, d_sae=round(args.expansion * d), l1_coefficient=args.l1,
-            l1_warm_up_steps=int(0.05 * args.steps),
-            normalize_activations="expected_average_only_in",
+    shape = {"d_in": d, "d_sae": round(args.expansion * d)}
+    if args.kind == "relu":
+        sae = StandardTrainingSAE(
+            StandardTrainingSAEConfig(
+                **shape, l1_coefficient=args.l1, l1_warm_up_steps=int(0.05 * args.steps),
+                normalize_activations="expected_average_only_in",
+            )
+        )  # fmt: skip
+    else:
+        sae = TopKTrainingSAE(
+            TopKTrainingSAEConfig(
+                **shape, k=args.k, normalize_activations="expected_average_only_in"
+            )
         )
-    )  # fmt: skip
     config = SAETrainerConfig(
         total_training_samples=args.steps * args.batch_size,
         train_batch_size_samples=args.batch_size, lr=args.lr, lr_end=args.lr,
         lr_warm_up_steps=int(0.05 * args.steps), lr_decay_steps=int(0.2 * args.steps),
         adam_beta1=0.9, adam_beta2=0.999, device="cpu", n_batches_for_norm_estimate=50,
+        dead_feature_window=-(-SAEConfig.dead_tokens // args.batch_size),  # in steps
     )  # fmt: skip
     trainer = SAETrainer(config, sae, batches(train, args.batch_size, args.seed))
     start = time.perf_counter()
@@ -154,6 +166,8 @@ def main() -> None:
     steps = p.add_subparsers(required=True)
     c = steps.add_parser("saelens", help="train both on one activation file and score them")
     c.add_argument("acts", help="an activation file (.npy) from glassbox sae train")
+    c.add_argument("--kind", default="relu", choices=["relu", "topk"])
+    c.add_argument("--k", type=int, default=32)
     c.add_argument("--expansion", type=float, default=8.0)
     c.add_argument("--l1", type=float, default=2.0)
     c.add_argument("--lr", type=float, default=1e-3)

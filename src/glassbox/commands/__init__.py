@@ -18,6 +18,7 @@ from glassbox.commands import (
     import_model,
     inspect,
     rag,
+    sae,
     sample,
     superposition,
     tokenize,
@@ -26,4 +27,4 @@ from glassbox.commands import (
 
 # In the order `glassbox --help` lists them.
 COMMANDS = [train, sample, eval, fill_mask, count, tokenize, compare, inspect, superposition,
-            embed, rag, import_model, export_model]  # fmt: skip
+            sae, embed, rag, import_model, export_model]  # fmt: skip
