@@ -1,9 +1,24 @@
-"""The loss curves of a run, drawn from its metrics.jsonl."""
+"""The loss curves of a run, drawn from its metrics.jsonl; and how every figure is saved."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
+
+
+def save_figure(fig: Any, path: str | Path, *, tight: bool = True, dpi: int = 110) -> Path:
+    """Write a matplotlib figure to `path` and close it (pyplot keeps every open figure
+    alive until closed). `tight` applies tight_layout first; a figure made with another
+    layout engine passes False."""
+    import matplotlib.pyplot as plt
+
+    if tight:
+        fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
 
 
 def plot_losses(metrics_path: Path, out_path: Path) -> None:

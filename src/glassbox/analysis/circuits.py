@@ -36,6 +36,7 @@ from glassbox.errors import GlassboxError
 from glassbox.models import EncoderDecoder
 from glassbox.nn.norms import BatchNorm
 from glassbox.nn.stack import Stack
+from glassbox.plot import save_figure
 
 
 class FactoredMatrix:
@@ -399,11 +400,7 @@ def plot_spectra(
         ax.set_xlabel(f"singular value index (d_head = {D}, d_model = {stack.config.n_embd})")
         ax.set_title(f"W_{kind.upper()} of every head", fontsize=10)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def composition_scores(

@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from glassbox.config import ModelConfig
 from glassbox.errors import GlassboxError
 from glassbox.nn.hooks import HookFn, HookPoint
+from glassbox.plot import save_figure
 
 
 def _keep(store: dict[str, Tensor], key: str) -> HookFn:
@@ -227,11 +228,7 @@ def plot_residual_experiment(result: dict[str, Any], path: Path | str) -> Path:
     grads.set_xlabel("block")
     grads.set_ylabel("gradient norm at initialisation")
     grads.legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 __all__ = [

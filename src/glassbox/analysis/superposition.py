@@ -39,6 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from glassbox.errors import GlassboxError
+from glassbox.plot import save_figure
 
 REPRESENTED = 0.5  # a feature with ||W_i|| above this counts as represented
 PHASES = ("not represented", "dedicated dimension", "superposition")
@@ -414,9 +415,7 @@ def plot_columns(result: ToyResult, path: Path) -> Path:
         ax.set_title(title, fontsize=9)
     if n <= 10:
         fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside right", fontsize=8)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, tight=False)
 
 
 def plot_gram(result: ToyResult, path: Path) -> Path:
@@ -431,9 +430,7 @@ def plot_gram(result: ToyResult, path: Path) -> Path:
         ax.set(xticks=[], yticks=[])
         ax.set_title(title, fontsize=9)
     fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="WᵀW")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, tight=False)
 
 
 def plot_norms(result: ToyResult, path: Path) -> Path:
@@ -456,9 +453,7 @@ def plot_norms(result: ToyResult, path: Path) -> Path:
     axes[0, 0].invert_yaxis()  # feature 0, the most important by default, on top
     scale = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, 1))
     fig.colorbar(scale, ax=axes[0].tolist(), shrink=0.8, label="superposition")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, tight=False)
 
 
 def plot_phase(diagram: PhaseDiagram, path: Path) -> Path:
@@ -479,6 +474,4 @@ def plot_phase(diagram: PhaseDiagram, path: Path) -> Path:
     ax.set_title("2 features in 1 dimension: feature 2 is ...", fontsize=10)
     handles = [Patch(color=c, label=p) for c, p in zip(colours, PHASES, strict=True)]
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, tight=False)

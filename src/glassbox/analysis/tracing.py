@@ -42,6 +42,7 @@ from glassbox.analysis.lens import as_batch, check_single_stack
 from glassbox.errors import GlassboxError
 from glassbox.models import evaluating
 from glassbox.nn.hooks import HookFn, HookPoint
+from glassbox.plot import save_figure
 
 KINDS = ("resid", "mlp", "attn")
 HOOKS = {"resid": "hook_resid_post", "mlp": "hook_mlp_out", "attn": "hook_attn_out"}
@@ -347,11 +348,7 @@ def plot_trace(
         ax.set_yticks(range(len(rows)), rows, fontsize=7)
         fig.colorbar(image, ax=ax, fraction=0.05).ax.tick_params(labelsize=6)
     fig.suptitle(f"{title}\np(answer): clean {clean:.3f}, corrupted {corrupted:.3f}", fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 __all__ = [
