@@ -15,3 +15,12 @@ def scramble(model: nn.Module, std: float = 0.3, seed: int = 0) -> nn.Module:
             gain = name.endswith("weight") and p.dim() == 1
             p.copy_(torch.randn(p.shape, generator=generator) * std + (1.0 if gain else 0.0))
     return model
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (for ranks started by hand)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

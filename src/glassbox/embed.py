@@ -28,7 +28,13 @@ import torch
 from glassbox.errors import GlassboxError
 from glassbox.models.convert import bert_config, from_bert_state_dict
 from glassbox.models.encoder import Encoder
-from glassbox.pretrained import PretrainedError, find_source, read_hf_config, read_weights
+from glassbox.pretrained import (
+    PretrainedError,
+    find_source,
+    read_hf_config,
+    read_json,
+    read_weights,
+)
 from glassbox.tokenizers import TokenizerError, WordPiece
 
 # sentence-transformers' pooling flags, and the pooling each one asks for
@@ -197,14 +203,9 @@ def _sentence_settings(folder: Path, positions: int) -> tuple[str, bool, int]:
 
 def _json_or(path: Path, default: Any) -> Any:
     """A JSON file's contents, or `default` when it is not there."""
-    import json
-
     if not path.is_file():
         return default
-    try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise PretrainedError(f"{path} is not valid JSON ({err})") from None
+    data = read_json(path)
     if type(data) is not type(default):
         raise PretrainedError(f"{path} is not a JSON {type(default).__name__}")
     return data

@@ -111,7 +111,7 @@ def _snapshot(snapshots: Path) -> Path | None:
     return found[0] if found else None
 
 
-def _read_json(path: Path) -> Any:
+def read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_bytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -122,7 +122,7 @@ def read_hf_config(folder: Path) -> dict[str, Any]:
     path = folder / "config.json"
     if not path.is_file():
         raise PretrainedError(f"{folder} has no config.json: not a Hugging Face model folder")
-    hf = _read_json(path)
+    hf = read_json(path)
     if not isinstance(hf, dict):
         raise PretrainedError(f"{path} is not a JSON object")
     return hf
@@ -166,7 +166,7 @@ def read_weights(folder: Path) -> tuple[dict[str, Tensor], Path]:
         raise PretrainedError(f"{folder} holds no weights: none of {', '.join(WEIGHTS)}")
     if not path.name.endswith(".index.json"):
         return _load_tensors(path), path
-    index = _read_json(path)
+    index = read_json(path)
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict):
         raise PretrainedError(f"{path} has no weight_map")

@@ -11,6 +11,7 @@ import sys
 
 import pytest
 import torch
+from helpers import free_port
 
 from glassbox.cli import main
 
@@ -214,14 +215,6 @@ def test_fsdp_needs_torchrun(tmp_path, text, capsys):
 # Ranks that cannot work together end, all of them, with one clear line
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _rank(rank: int, port: int, *args: str, cwd, timeout_s: str = "60") -> subprocess.Popen:
     """One rank started by hand, as a node of a multi-node run would be."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "RANK": str(rank), "LOCAL_RANK": "0",
@@ -233,7 +226,7 @@ def _rank(rank: int, port: int, *args: str, cwd, timeout_s: str = "60") -> subpr
 
 
 def test_ranks_started_with_different_configs_all_end(tmp_path, text):
-    port = _free_port()
+    port = free_port()
     args = ["train", "--data", text, *TINY, "--batch-size", "8", "--run-dir", str(tmp_path / "r")]
     ranks = [_rank(0, port, *args, cwd=tmp_path), _rank(1, port, *args, "--lr", "3e-4",
                                                          cwd=tmp_path)]  # fmt: skip
@@ -255,7 +248,7 @@ def test_a_rank_that_cannot_reach_the_others_ends_after_the_timeout(tmp_path, te
 
     args = ["train", "--data", text, *TINY, "--batch-size", "8", "--run-dir", str(tmp_path / "r")]
     began = time.monotonic()
-    process = _rank(alone, _free_port(), *args, cwd=tmp_path, timeout_s="3")
+    process = _rank(alone, free_port(), *args, cwd=tmp_path, timeout_s="3")
     _, err = process.communicate(timeout=120)
     assert process.returncode == 2, err[-2000:]
     assert f"rank {alone} of 2 could not join the others at 127.0.0.1:" in err

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import free_port
 
 from glassbox.config import from_preset
 from glassbox.train.objectives import CausalLM
@@ -110,8 +111,6 @@ def _rank_steps(rank: int, tmp_path, port: int, fsdp: bool, k: int, rows: int, x
 def test_k_micro_batches_on_two_ranks_step_like_one_batch_in_one_process(tmp_path, fsdp):
     """The same proof across processes: 2 ranks (gloo), each accumulating k micro-batches
     of its b rows, take the step one process takes on one batch of 2·k·b rows."""
-    import socket
-
     from safetensors.torch import load_file
 
     k, b = 2, 3
@@ -121,11 +120,8 @@ def test_k_micro_batches_on_two_ranks_step_like_one_batch_in_one_process(tmp_pat
     y = torch.randint(one.mc.vocab_size, (3 * 2 * k * b, 16), generator=generator)
     one.objective = FixedRows(x, y, 2 * k * b)
     losses = [one.step(it)[0] for it in range(3)]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     torch.multiprocessing.spawn(
-        _rank_steps, args=(tmp_path, port, fsdp, k, 2 * b, x, y), nprocs=2, join=True
+        _rank_steps, args=(tmp_path, free_port(), fsdp, k, 2 * b, x, y), nprocs=2, join=True
     )
     ranks = load_file(str(tmp_path / "ranks.safetensors"))
     for name, p in one.model.named_parameters():
