@@ -87,8 +87,10 @@ def test_char_speedrun_preset_uses_the_modern_recipe_on_char_smalls_task():
     assert (model.pos_encoding, model.norm, model.activation) == ("rope", "rmsnorm", "relu2")
     assert model.qk_norm and not model.tie_embeddings and model.zero_init
     assert model.logit_softcap > 0
-    assert (train.optimizer, train.lr_schedule, train.dtype) == ("muon", "wsd", "bfloat16")
+    # fp32 on a CPU (bf16 autocast is slower there on the host it was tuned on), bf16 on CUDA
+    assert (train.optimizer, train.lr_schedule, train.dtype) == ("muon", "wsd", "auto")
     assert train.data == "shakespeare" and train.max_iters == train.lr_decay_iters
+    assert train.eval_full  # its val loss is the number `glassbox eval` gives, held to 1.898
     assert train.run_dir == "runs/char-speedrun"
     # the defaults keep every earlier preset as it was
     assert not small_model.qk_norm and small_model.tie_embeddings and not small_model.zero_init

@@ -270,6 +270,9 @@ class TrainConfig:
     grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
     eval_interval: int = 250
     eval_iters: int = 20
+    # score val over the whole split, window by window as `glassbox eval` does,
+    # instead of eval_iters random batches; decoders trained on a corpus only
+    eval_full: bool = False
     seed: int = 1337
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     compile: bool = False
@@ -315,6 +318,10 @@ class TrainConfig:
         if self.task:
             _check_choice("task", self.task, TASKS)
         where = f"task {self.task}" if self.task else "a corpus run"
+        if self.eval_full and self.task:
+            raise ConfigError(
+                f"eval_full scores the val split of a corpus; task {self.task} has none"
+            )
         if self.task != "addition-gpt" and not self.reverse_answer:
             raise ConfigError(f"reverse_answer applies to task addition-gpt only, not to {where}")
         if self.task not in PROBLEM_TASKS and not self.mask_problem:

@@ -118,6 +118,9 @@ def test_relu2_is_relu_squared():
     x = torch.tensor([-1e-3, 0.0, 1e-3, 2.0], requires_grad=True)
     ACTIVATIONS["relu2"](x).sum().backward()
     torch.testing.assert_close(x.grad, torch.tensor([0.0, 0.0, 2e-3, 4.0]))
+    # its hand-written backward agrees with finite differences away from the corner
+    h = torch.tensor([-2.0, -0.3, 0.4, 1.5], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(ACTIVATIONS["relu2"], (h,))
 
 
 # --- untied and zero-initialized heads -------------------------------------------------------

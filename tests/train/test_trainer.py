@@ -152,3 +152,23 @@ def test_a_nan_first_seen_at_an_evaluation_keeps_the_last_good_checkpoint(
     assert read_meta(run_dir / runs.CHECKPOINT)["step"] == 4  # the iteration-8 state was not saved
     monkeypatch.setattr(trainer, "estimate_loss", real_estimate)
     assert resume(run_dir, progress=False).step == 12  # and the run goes on from there
+
+
+def test_eval_full_logs_the_loss_glassbox_eval_gives_the_checkpoint(tiny_configs):
+    """A speedrun stops at a target that eval must confirm: the val loss in the log is
+    eval's number for the saved weights, not an estimate from a few batches."""
+    from glassbox.evaluate import evaluate_run
+
+    result = train(*tiny_configs(eval_full=True, dtype="bfloat16"), progress=False)
+    _, evals = train_rows(result.run_dir)
+    scored = evaluate_run(result.run_dir, checkpoint="last", device="cpu")
+    assert evals[-1][1] == pytest.approx(scored["loss"], rel=1e-6)
+
+
+def test_eval_full_is_refused_where_there_is_no_val_split(tiny_configs):
+    from glassbox.config import ConfigError
+
+    with pytest.raises(ConfigError, match="eval_full scores the val split of a corpus"):
+        tiny_configs(eval_full=True, task="reverse")
+    with pytest.raises(GlassboxError, match="--eval-full scores a decoder"):
+        train(*tiny_configs(eval_full=True, arch="encoder"), progress=False)

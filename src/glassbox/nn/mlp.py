@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import partial
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -11,10 +12,31 @@ from glassbox.config import ModelConfig
 from glassbox.nn.hooks import HookPoint
 
 
+class _ReLUSquared(torch.autograd.Function):
+    """relu(h)² with its gradient written out, 2·relu(h): autograd's own backward of
+    square() recomputes a power, and took 2.5x the time of this on a CPU (char-speedrun's
+    MLP, measured; docs/benchmarks.md)."""
+
+    @staticmethod
+    def forward(ctx, h: Tensor) -> Tensor:
+        r = F.relu(h)
+        ctx.save_for_backward(r)
+        return r * r
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        (r,) = ctx.saved_tensors
+        return grad * (r + r)
+
+
 def relu2(h: Tensor) -> Tensor:
     """relu(h)²: found by So et al. 2021 (Primer) in a search over activations, and what
-    modded-nanogpt uses; as sparse as relu, but with a slope of 0 at 0 instead of a kink."""
-    return F.relu(h).square()
+    modded-nanogpt uses; as sparse as relu, but with a slope of 0 at 0 instead of a kink.
+
+    >>> relu2(torch.tensor([-1.0, 0.5, 2.0]))
+    tensor([0.0000, 0.2500, 4.0000])
+    """
+    return _ReLUSquared.apply(h)
 
 
 ACTIVATIONS = {

@@ -117,6 +117,11 @@ def _train_main(
             "an encoder-decoder trains on a source -> target task: pass --task "
             "(copy, reverse, sort or addition)"
         )
+    if train_config.eval_full and model_config.arch != "decoder":
+        raise GlassboxError(
+            f"--eval-full scores a decoder on its val split; an {model_config.arch} is "
+            "scored by its own objective (leave --eval-full out)"
+        )
     if run_dir.exists() and not run_dir.is_dir():
         raise GlassboxError(f"--run {run_dir} is a file, not a folder")
     created = not run_dir.exists()
@@ -371,6 +376,7 @@ class _Session:
             seed=self.tc.seed + 1,
             device=self.device,
             dtype=self.tc.dtype,
+            full_val=self.tc.eval_full,
         )
         self.model.train()
         # the same on every rank (the same batches), but one rounding must decide `improved`
