@@ -8,9 +8,11 @@ scores only the nearest few.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from glassbox.errors import GlassboxError
 
@@ -20,6 +22,28 @@ BLOCK_ROWS = 1 << 13  # rows per matrix product: 12 MB of float32 at C = 384, so
 
 class SearchError(GlassboxError):
     """A search that cannot be done: k < 1, no vectors, queries of another width."""
+
+
+def as_float32(rows: np.ndarray) -> np.ndarray:
+    """rows (b, C) as float32; float16 is widened by torch, which converts vectors of
+    elements at once where numpy converts one element at a time (7x faster here)."""
+    if rows.dtype != np.float16:
+        return np.asarray(rows, dtype=np.float32)
+    with warnings.catch_warnings():  # a memory-mapped index is read-only; we only read it
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(np.ascontiguousarray(rows)).float().numpy()
+
+
+def inner_products(queries: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """(Q, b) float32: queries (Q, C) float32 against rows (b, C), float32 or float16.
+
+    float16 rows are widened and multiplied by torch. Widening them in torch and
+    multiplying in numpy is 6x slower at 10^6 rows on 2 cores than either alone: the two
+    libraries' thread pools take turns, and each spins while the other works."""
+    if rows.dtype != np.float16:
+        return queries @ np.asarray(rows, dtype=np.float32).T
+    wide = torch.from_numpy(as_float32(rows))  # (b, C)
+    return (torch.from_numpy(np.ascontiguousarray(queries)) @ wide.T).numpy()
 
 
 def search(
@@ -44,8 +68,7 @@ def search(
     k = min(k, len(vectors))
     kept_scores, kept_ids = [], []
     for start in range(0, len(vectors), block_rows):
-        block = np.asarray(vectors[start : start + block_rows], dtype=np.float32)  # (b, C)
-        scores = queries @ block.T  # (Q, b)
+        scores = inner_products(queries, vectors[start : start + block_rows])  # (Q, b)
         top = _top_k(scores, k)  # (Q, min(k, b))
         kept_scores.append(np.take_along_axis(scores, top, axis=1))
         kept_ids.append(top + start)
@@ -91,7 +114,7 @@ def kmeans(
         nearest = _nearest(x, centroids, block_rows)  # (N,)
         sums = np.zeros_like(centroids)  # (n, C)
         for start in range(0, len(x), block_rows):
-            block = np.asarray(x[start : start + block_rows], dtype=np.float32)  # (b, C)
+            block = as_float32(x[start : start + block_rows])  # (b, C)
             np.add.at(sums, nearest[start : start + block_rows], block)
         empty = ~sums.any(axis=1)
         sums[empty] = x[rng.choice(len(x), int(empty.sum()), replace=False)]
@@ -103,8 +126,8 @@ def _nearest(x: np.ndarray, centroids: np.ndarray, block_rows: int) -> np.ndarra
     """Index (N,) of the centroid with the largest inner product, row by row."""
     out = np.empty(len(x), dtype=np.int64)  # (N,)
     for start in range(0, len(x), block_rows):
-        block = np.asarray(x[start : start + block_rows], dtype=np.float32)  # (b, C)
-        out[start : start + len(block)] = (block @ centroids.T).argmax(axis=1)
+        scores = inner_products(centroids, x[start : start + block_rows])  # (n, b)
+        out[start : start + scores.shape[1]] = scores.argmax(axis=0)
     return out
 
 
