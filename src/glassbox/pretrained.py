@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from glassbox import runs
+from glassbox import jsonfiles, runs
 from glassbox.checkpoint import atomic_write, save_checkpoint
 from glassbox.config import TrainConfig
 from glassbox.errors import GlassboxError
@@ -112,10 +112,8 @@ def _snapshot(snapshots: Path) -> Path | None:
 
 
 def read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise PretrainedError(f"{path} is not valid JSON ({err})") from None
+    """A Hugging Face folder's JSON file (config, index, tokenizer or pooling config)."""
+    return jsonfiles.read_json(path, "model folder's file", PretrainedError)
 
 
 def read_hf_config(folder: Path) -> dict[str, Any]:

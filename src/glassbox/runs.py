@@ -32,6 +32,7 @@ from glassbox.checkpoint import atomic_write, load_model_state, shard_files
 from glassbox.config import ModelConfig, TrainConfig, override
 from glassbox.data import TokenDataset
 from glassbox.errors import GlassboxError
+from glassbox.jsonfiles import read_json
 from glassbox.models import build_model
 from glassbox.nn.lora import add_lora, merge_lora
 from glassbox.tokenizers import Tokenizer, load_tokenizer
@@ -85,23 +86,11 @@ def remove_temp_files(run_dir: Path | str) -> list[Path]:
     return stale
 
 
-def _read_json(path: Path, what: str) -> Any:
-    """A JSON file, or one clear line about why it cannot be read."""
-    try:
-        return json.loads(path.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError:
-        raise RunError(f"{path} is not UTF-8 text: the {what} is corrupt") from None
-    except json.JSONDecodeError as err:
-        raise RunError(
-            f"{path} is not valid JSON ({err.msg}, line {err.lineno}): the {what} is corrupt"
-        ) from None
-
-
 def read_config(run_dir: Path | str) -> dict[str, Any]:
     path = Path(run_dir) / CONFIG
     if not path.is_file():
         raise RunError(f"{run_dir} is not a glassbox run (no {CONFIG}); train one first")
-    data = _read_json(path, "run config")
+    data = read_json(path, "run config", RunError)
     if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("version") != VERSION:
         raise RunError(f"{path} is not a version-{VERSION} glassbox run config")
     for part in ("model", "train"):
@@ -122,7 +111,7 @@ def load_run_tokenizer(run_dir: Path | str) -> Tokenizer:
     path = Path(run_dir) / TOKENIZER
     if not path.is_file():
         raise RunError(f"{run_dir} has no {TOKENIZER}")
-    data = _read_json(path, "tokenizer")
+    data = read_json(path, "tokenizer", RunError)
     if not isinstance(data, dict):
         raise RunError(f"{path} holds no tokenizer (a JSON object with a type)")
     try:

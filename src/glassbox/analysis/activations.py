@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from glassbox.errors import GlassboxError
+from glassbox.jsonfiles import read_json
 from glassbox.runs import checkpoint_path, load_model, load_tokens
 
 FORMAT = "glassbox-activations"
@@ -209,12 +210,7 @@ def open_activations(
     if not path.is_file() or not side.is_file():
         missing = path if not path.is_file() else side
         raise GlassboxError(f"{missing} is missing: collect the activations again")
-    try:
-        meta = json.loads(side.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise GlassboxError(
-            f"{side} is not a JSON sidecar: collect the activations again"
-        ) from None
+    meta = read_json(side, "activation sidecar (collect the activations again)")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise GlassboxError(f"{side} is not a version-{VERSION} activation sidecar")
     # The checkpoint's contents and the hook decide; the path may differ (a moved run).

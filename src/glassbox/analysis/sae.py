@@ -47,6 +47,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from glassbox.errors import GlassboxError
+from glassbox.jsonfiles import read_json
 
 KINDS = ("relu", "topk")
 FORMAT = "glassbox-sae"
@@ -497,12 +498,7 @@ def load_sae(sae_dir: Path | str) -> tuple[SAE, dict[str, Any]]:
     path = Path(sae_dir)
     if not (path / CONFIG).is_file() or not (path / WEIGHTS).is_file():
         raise GlassboxError(f"{path} is not an SAE folder (no {CONFIG} and {WEIGHTS}); train one")
-    try:
-        info = json.loads((path / CONFIG).read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise GlassboxError(
-            f"{path / CONFIG} is not valid JSON: the SAE folder is corrupt"
-        ) from None
+    info = read_json(path / CONFIG, "SAE config")
     if not isinstance(info, dict) or info.get("format") != FORMAT or info.get("version") != VERSION:
         raise GlassboxError(f"{path / CONFIG} is not a version-{VERSION} SAE config")
     try:

@@ -16,7 +16,6 @@ Everything a user can get wrong is checked here before the trainer creates a fol
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, fields
@@ -30,6 +29,7 @@ from glassbox.checkpoint import atomic_write
 from glassbox.config import ModelConfig, TrainConfig, override
 from glassbox.data import iter_text, load_text
 from glassbox.errors import GlassboxError
+from glassbox.jsonfiles import read_json
 from glassbox.models import build_model
 from glassbox.models.convert import check_gpt2_compatible
 from glassbox.nn.lora import add_lora, lora_layers
@@ -85,10 +85,7 @@ def _is_run(path: Path) -> bool:
             f"--init-from {path} is neither a glassbox run nor a Hugging Face GPT-2 folder "
             f"(it has no {runs.CONFIG})"
         )
-    try:
-        data = json.loads(config.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise FinetuneError(f"--init-from {path}: {config} is not valid JSON") from None
+    data = read_json(config, "--init-from run's config", FinetuneError)
     return isinstance(data, dict) and data.get("format") == runs.FORMAT
 
 
